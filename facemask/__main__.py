@@ -1,0 +1,5 @@
+import sys
+
+from facemask.cli import main
+
+sys.exit(main())

@@ -1,0 +1,121 @@
+"""The ``facemask`` command: one thin entry point over the package."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from facemask.errors import FacemaskError
+
+log = logging.getLogger("facemask")
+
+
+def _print_metrics(title: str, metrics: dict) -> None:
+    print(f"{title}: macro F1 {metrics['macro_f1']:.4f}  accuracy {metrics['accuracy']:.4f}  "
+          f"mask F1 {metrics['mask_f1']:.4f}  gender F1 {metrics['gender_f1']:.4f}  age F1 {metrics['age_f1']:.4f}  "
+          f"({metrics['count']} images)")
+
+
+def cmd_demo_data(args: argparse.Namespace) -> None:
+    from facemask.data.demo import make_demo_dataset
+
+    out = make_demo_dataset(args.out, people=args.people, eval_fraction=args.eval_fraction, seed=args.seed)
+    print(f"demo dataset written to {out} (train/, eval/, eval_answers.csv)")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from facemask.config import load_config
+    from facemask.training.trainer import fit
+
+    cfg = load_config(args.config, args.overrides)
+    run_dir = fit(cfg)
+    summary = json.loads((run_dir / "eval.json").read_text())
+    _print_metrics(f"best epoch {summary['epoch']} on validation", summary)
+    print(f"run folder: {run_dir}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from facemask.inference.predict import evaluate_run, save_json
+
+    metrics = evaluate_run(args.run, args.data, args.checkpoint, args.device, progress=not args.quiet)
+    out = Path(args.out) if args.out else (Path(args.run) / ("eval.json" if args.data is None else "eval-data.json"))
+    save_json(metrics, out)
+    _print_metrics(f"{metrics['data']}", metrics)
+    print(f"saved {out}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from facemask.inference.predict import predict_folder, write_submission
+
+    info, probs = predict_folder(args.run, args.data, args.checkpoint, args.device, progress=not args.quiet)
+    write_submission(info, probs.argmax(1), args.out)
+    print(f"wrote {args.out} ({len(info)} rows)")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from facemask.inference.predict import score_submission
+
+    metrics = score_submission(args.submission, args.answers)
+    _print_metrics(str(args.submission), metrics)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facemask", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo-data", help="write a synthetic dataset in the competition layout")
+    p.add_argument("out", help="output folder (gets train/, eval/, eval_answers.csv)")
+    p.add_argument("--people", type=int, default=300)
+    p.add_argument("--eval-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("train", help="train a model: facemask train -c configs/x.yaml optim.lr=3e-4 ...")
+    p.add_argument("-c", "--config", help="YAML config (default: built-in defaults)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.root=data/train train.epochs=3")
+    p.set_defaults(func=cmd_train)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--checkpoint", default="best.pt", help="checkpoint file inside the run folder")
+    common.add_argument("--device", default="cpu")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("eval", parents=[common], help="metrics of a run on its validation people or a dataset")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--data", help="a train-layout folder to evaluate on instead (every image)")
+    p.add_argument("--out", help="JSON output (default: RUN/eval.json or RUN/eval-data.json)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", parents=[common], help="write a submission for an eval folder")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--data", required=True, help="eval folder with info.csv and images/")
+    p.add_argument("--out", default="submission.csv")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("score", help="score a submission against an answers file")
+    p.add_argument("submission")
+    p.add_argument("answers")
+    p.set_defaults(func=cmd_score)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        args.func(args)
+    except FacemaskError as err:
+        print(f"facemask: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("facemask: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

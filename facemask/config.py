@@ -1,0 +1,206 @@
+"""Typed run configuration: dataclasses, loaded from YAML and overridden with dotted ``key=value`` pairs.
+
+Every run saves its resolved config as ``config.yaml``; unknown keys and values of the wrong type are errors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from facemask.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    root: str = "demo/train"  # folder holding train.csv and images/
+    val_fraction: float = 0.2  # share of *people* held out for validation
+    age_thresholds: list[int] = field(default_factory=lambda: [30, 60])  # age < 30 | 30..59 | >= 60
+    height: int = 128  # network input size (images are 384x512, i.e. 3:4 portrait)
+    width: int = 96
+    augment: str = "flip"  # augmentation preset by name (see facemask.data.transforms.PRESETS)
+    batch_size: int = 32
+    num_workers: int = -1  # DataLoader workers; -1 chooses from the CPU count
+    cache: bool = True  # decode + resize each image once into a memory-mapped uint8 array
+    cache_dir: str = ""  # default: $FACEMASK_CACHE or ~/.cache/facemask
+    mean: list[float] | None = None  # normalisation; None = the backbone's pretrained statistics
+    std: list[float] | None = None
+
+
+@dataclass
+class ModelConfig:
+    name: str = "efficientnet_lite0"  # any timm backbone name
+    pretrained: str = "imagenet-lite"  # imagenet-lite | hub | none | path/to/weights.pt
+    head: str = "linear"  # classifier head by name (see facemask.models.heads.HEADS)
+    drop_rate: float = 0.2
+
+
+@dataclass
+class LossConfig:
+    name: str = "ce"  # loss by name (see facemask.training.losses.LOSSES)
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"  # any timm optimizer name (adamw, adam, sgd, nadam, adamp, ...)
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    momentum: float = 0.9  # SGD-style optimizers only
+
+
+@dataclass
+class SchedConfig:
+    name: str = "cosine"  # none | any timm scheduler name (cosine, step, multistep, plateau, ...)
+    warmup_epochs: float = 0.0  # linear warmup, in epochs (fractions allowed)
+    min_lr: float = 1e-6
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 5
+    seed: int = 42
+    name: str = "run"  # run folder is <output_dir>/<name>-<time>
+    output_dir: str = "runs"
+    select_metric: str = "val_macro_f1"  # column of metrics.csv that chooses best.pt
+    select_mode: str = "max"  # max | min
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch intra-op threads; 0 chooses from the CPU count
+    channels_last: bool = True  # memory format measured faster for these CNNs on CPU and GPU
+    progress: bool = True  # tqdm bars
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_value(value: Any, typ: Any, key: str) -> Any:
+    """Return ``value`` converted to ``typ`` or raise ConfigError naming ``key``."""
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(typ)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _check_value(value, arg, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is list:
+        (item_type,) = typing.get_args(typ)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"option {key}: expected a list, got {value!r}")
+        return [_check_value(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"option {key}: expected true/false, got {value!r}")
+    if typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"option {key}: expected an integer, got {value!r}")
+    if typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads "3e-4" as a string (YAML 1.1)
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"option {key}: expected a number, got {value!r}")
+    if typ is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"option {key}: expected a string, got {value!r}")
+    raise ConfigError(f"option {key}: unsupported type {typ}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"option {prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown config option {where}{unknown[0]} (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        typ = hints[name]
+        if dataclasses.is_dataclass(typ):
+            kwargs[name] = _build(typ, value or {}, key)
+        else:
+            kwargs[name] = _check_value(value, typ, key)
+    return cls(**kwargs)
+
+
+def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["optim.lr=3e-4", "data.root=/x"]`` -> nested dict; values are parsed as YAML scalars/lists."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    return _build(Config, data, "")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file (if any), then the dotted overrides; validated at every level."""
+    data: dict[str, Any] = {}
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}".splitlines()[0]) from err
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+        data = loaded
+    data = _deep_update(data, parse_overrides(overrides or []))
+    return config_from_dict(data)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    from facemask.utils import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,1 @@
+"""Data: the competition layout, labels, splits, decoding/caching, transforms and the demo dataset."""

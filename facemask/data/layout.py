@@ -1,0 +1,128 @@
+"""Read the competition layout into tables of samples.
+
+train/train.csv       id,gender,race,age,path
+train/images/<path>/  mask1..mask5, incorrect_mask, normal  (.jpg/.jpeg/.png; dot-files ignored)
+eval/info.csv         ImageID,ans
+eval/images/<ImageID>
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from facemask.data.labels import DEFAULT_AGE_THRESHOLDS, GENDER_OF_NAME, IMAGE_STEMS, MASK_OF_STEM, age_group, encode
+from facemask.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+TRAIN_COLUMNS = ("id", "gender", "race", "age", "path")
+SAMPLE_COLUMNS = ["person", "stem", "file", "gender", "age", "mask", "age_group", "label"]
+
+
+def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path} not found")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DataError(f"{path} is not a readable CSV: {str(err).splitlines()[0]}") from err
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{path} has no column {missing[0]!r} (columns: {', '.join(df.columns)})")
+    return df
+
+
+def find_train_root(root: str | Path) -> Path:
+    """Accept either the ``train`` folder itself or the folder above it."""
+    root = Path(root)
+    if (root / "train.csv").is_file():
+        return root
+    if (root / "train" / "train.csv").is_file():
+        return root / "train"
+    raise DataError(f"{root} holds no train.csv (expected {root}/train.csv or {root}/train/train.csv)")
+
+
+def read_people(root: str | Path) -> pd.DataFrame:
+    """train.csv as a checked table: person id, gender (0/1), age (int), folder name."""
+    root = find_train_root(root)
+    csv_path = root / "train.csv"
+    df = _read_csv(csv_path, TRAIN_COLUMNS)
+    if df.empty:
+        raise DataError(f"{csv_path} lists no people")
+    for row, rec in enumerate(df.itertuples(index=False), start=2):  # line 1 is the header
+        if rec.gender.strip().lower() not in GENDER_OF_NAME:
+            raise DataError(f"{csv_path} line {row} (folder {rec.path}): unknown gender {rec.gender!r}")
+        if not rec.age.strip().isdigit():
+            raise DataError(f"{csv_path} line {row} (folder {rec.path}): age {rec.age!r} is not a whole number")
+    dup = df["path"][df["path"].duplicated()]
+    if len(dup):
+        raise DataError(f"{csv_path}: folder {dup.iloc[0]} is listed twice")
+    return pd.DataFrame({
+        "person": df["id"].str.strip(),
+        "gender": df["gender"].str.strip().str.lower().map(GENDER_OF_NAME).astype(int),
+        "age": df["age"].str.strip().astype(int),
+        "folder": df["path"].str.strip(),
+    })
+
+
+def person_images(folder: Path) -> dict[str, Path]:
+    """The seven images of one person folder, by stem; errors name the folder."""
+    if not folder.is_dir():
+        raise DataError(f"person folder {folder} listed in train.csv does not exist")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        stem, ext = path.stem, path.suffix.lower()
+        if ext not in IMAGE_EXTENSIONS:
+            continue
+        if stem not in MASK_OF_STEM:
+            raise DataError(f"person folder {folder}: unexpected image {path.name} (expected {', '.join(IMAGE_STEMS)})")
+        if stem in found:
+            raise DataError(f"person folder {folder}: {stem} appears twice ({found[stem].name}, {path.name})")
+        found[stem] = path
+    missing = [s for s in IMAGE_STEMS if s not in found]
+    if missing:
+        raise DataError(f"person folder {folder}: image {missing[0]} is missing")
+    return found
+
+
+def read_train(root: str | Path, age_thresholds: Sequence[int] = DEFAULT_AGE_THRESHOLDS) -> pd.DataFrame:
+    """One row per image: person, stem, file, gender, age, mask, age_group, label (0..17)."""
+    root = find_train_root(root)
+    people = read_people(root)
+    images_dir = root / "images"
+    if not images_dir.is_dir():
+        raise DataError(f"{images_dir} not found (the person folders belong there)")
+    rows = []
+    for rec in people.itertuples(index=False):
+        for stem, path in person_images(images_dir / rec.folder).items():
+            rows.append((rec.person, stem, str(path), rec.gender, rec.age, MASK_OF_STEM[stem]))
+    df = pd.DataFrame(rows, columns=SAMPLE_COLUMNS[:6])
+    df["age_group"] = age_group(df["age"].to_numpy(), age_thresholds)
+    df["label"] = encode(df["mask"].to_numpy(), df["gender"].to_numpy(), df["age_group"].to_numpy())
+    return df.sort_values(["person", "stem"], kind="stable").reset_index(drop=True)
+
+
+def find_eval_root(root: str | Path) -> Path:
+    root = Path(root)
+    if (root / "info.csv").is_file():
+        return root
+    if (root / "eval" / "info.csv").is_file():
+        return root / "eval"
+    raise DataError(f"{root} holds no info.csv (expected {root}/info.csv or {root}/eval/info.csv)")
+
+
+def read_eval(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(info.csv as read, a table with ``file`` per row in info.csv's order); a missing image is an error."""
+    root = find_eval_root(root)
+    info = _read_csv(root / "info.csv", ("ImageID", "ans"))
+    images_dir = root / "images"
+    files = []
+    for image_id in info["ImageID"]:
+        path = images_dir / image_id
+        if not path.is_file():
+            raise DataError(f"{root / 'info.csv'} names image {image_id}, but {path} does not exist")
+        files.append(str(path))
+    return info, pd.DataFrame({"image_id": info["ImageID"], "file": files})

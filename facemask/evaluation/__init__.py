@@ -1,0 +1,1 @@
+"""Evaluation: metrics over a whole split (and, later, reports)."""

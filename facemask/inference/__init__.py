@@ -1,0 +1,1 @@
+"""Inference: load a run, predict probabilities, write and check submissions."""

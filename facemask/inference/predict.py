@@ -1,0 +1,146 @@
+"""Load a trained run, predict class probabilities, and write / validate / score submissions."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from facemask.config import Config, config_from_dict
+from facemask.data.labels import NUM_CLASSES
+from facemask.data.layout import read_eval, read_train
+from facemask.data.loaders import load_pixels, make_loader
+from facemask.data.transforms import build_transforms
+from facemask.errors import DataError, FacemaskError
+from facemask.evaluation.metrics import classification_metrics
+from facemask.models.factory import create_model
+from facemask.training.engine import evaluate, predict_probs
+from facemask.utils import atomic_write_text, cpu_count, resolve_device
+
+
+def load_run(run: str | Path, checkpoint: str = "best.pt", device: str = "cpu") -> tuple[Config, torch.nn.Module]:
+    """(config, model in eval mode) from a run folder or a checkpoint file."""
+    path = Path(run)
+    ckpt_path = path / checkpoint if path.is_dir() else path
+    if not ckpt_path.is_file():
+        raise FacemaskError(f"{ckpt_path} not found (is {run} a facemask run folder?)")
+    try:
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a corrupt or foreign file: one clear line
+        raise FacemaskError(f"cannot load checkpoint {ckpt_path}: {str(err).splitlines()[0]}") from err
+    if not isinstance(state, dict) or "config" not in state or "model" not in state:
+        raise FacemaskError(f"{ckpt_path} is not a facemask checkpoint")
+    cfg = config_from_dict(state["config"])
+    cfg.model.pretrained = "none"  # the checkpoint carries the weights
+    model = create_model(cfg.model)
+    try:
+        model.load_state_dict(state["model"], strict=True)
+    except RuntimeError as err:
+        raise FacemaskError(f"checkpoint {ckpt_path} does not fit model {cfg.model.name}: "
+                            f"{str(err).splitlines()[0]}") from err
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    torch.set_num_threads(cfg.train.threads or cpu_count())
+    return cfg, model
+
+
+def _run_dir(run: str | Path) -> Path:
+    path = Path(run)
+    return path if path.is_dir() else path.parent
+
+
+def evaluate_run(run: str | Path, data: str | None = None, checkpoint: str = "best.pt", device: str = "cpu",
+                 progress: bool = True) -> dict:
+    """Metrics of a run's checkpoint on its validation people (default) or on every image of ``data``."""
+    cfg, model = load_run(run, checkpoint, device)
+    samples = read_train(data or cfg.data.root, cfg.data.age_thresholds)
+    if data is None:
+        split = pd.read_csv(_run_dir(run) / "split.csv", dtype=str)
+        samples = samples[samples["person"].isin(set(split.loc[split.side == "val", "person"]))]
+        samples = samples.reset_index(drop=True)
+        if samples.empty:
+            raise DataError(f"none of the validation people of {run} are in {cfg.data.root}")
+    _, eval_tf = build_transforms(cfg.data.augment)
+    pixels = load_pixels(samples["file"], cfg.data, progress)
+    loader = make_loader(samples["file"], samples["label"], cfg.data, eval_tf, pixels,
+                         batch_size=cfg.data.batch_size * 2)
+    metrics, _ = evaluate(model, loader, resolve_device(device), cfg.train.channels_last, progress)
+    return {"run": str(_run_dir(run)), "checkpoint": checkpoint, "data": data or f"{cfg.data.root} (val split)",
+            **metrics}
+
+
+def predict_folder(run: str | Path, data: str, checkpoint: str = "best.pt", device: str = "cpu",
+                   progress: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
+    """(info.csv rows, probabilities (N, 18)) for an eval folder (info.csv + images/)."""
+    cfg, model = load_run(run, checkpoint, device)
+    info, table = read_eval(data)
+    _, eval_tf = build_transforms(cfg.data.augment)
+    pixels = load_pixels(table["file"], cfg.data, progress)
+    loader = make_loader(table["file"], None, cfg.data, eval_tf, pixels, batch_size=cfg.data.batch_size * 2)
+    probs, _ = predict_probs(model, loader, resolve_device(device), cfg.train.channels_last, progress)
+    return info, probs
+
+
+def validate_submission(submission: pd.DataFrame, info: pd.DataFrame, name: str = "submission",
+                        check_order: bool = True) -> list[str]:
+    """Every problem with a submission against info.csv, one message each (empty list = valid)."""
+    problems = []
+    for column in ("ImageID", "ans"):
+        if column not in submission.columns:
+            return [f"{name}: no column {column!r} (columns: {', '.join(map(str, submission.columns))})"]
+    if len(submission) != len(info):
+        problems.append(f"{name}: {len(submission)} rows, info.csv has {len(info)}")
+    ids, expected = submission["ImageID"].astype(str).tolist(), info["ImageID"].astype(str).tolist()
+    missing = sorted(set(expected) - set(ids))
+    extra = sorted(set(ids) - set(expected))
+    if missing:
+        problems.append(f"{name}: {len(missing)} ImageIDs of info.csv are missing, e.g. {missing[0]}")
+    if extra:
+        problems.append(f"{name}: {len(extra)} ImageIDs are not in info.csv, e.g. {extra[0]}")
+    duplicated = submission["ImageID"][submission["ImageID"].duplicated()]
+    if len(duplicated):
+        problems.append(f"{name}: ImageID {duplicated.iloc[0]} appears more than once")
+    if check_order and not missing and not extra and len(ids) == len(expected) and ids != expected:
+        first = next(i for i, (a, b) in enumerate(zip(ids, expected)) if a != b)
+        problems.append(f"{name}: rows are not in info.csv's order (row {first + 1}: {ids[first]}, expected "
+                        f"{expected[first]})")
+    answers = pd.to_numeric(submission["ans"], errors="coerce")
+    bad = submission["ans"][answers.isna() | (answers % 1 != 0) | (answers < 0) | (answers >= NUM_CLASSES)]
+    if len(bad):
+        problems.append(f"{name}: ans {bad.iloc[0]!r} (row {bad.index[0] + 1}) is not a class 0..{NUM_CLASSES - 1}")
+    return problems
+
+
+def write_submission(info: pd.DataFrame, labels: np.ndarray, path: str | Path) -> pd.DataFrame:
+    """info.csv's rows in order with ``ans`` filled; validated, then written atomically."""
+    submission = info.copy()
+    submission["ans"] = np.asarray(labels, dtype=np.int64)
+    problems = validate_submission(submission, info)
+    if problems:
+        raise FacemaskError(problems[0])
+    atomic_write_text(Path(path), submission.to_csv(index=False))
+    return submission
+
+
+def score_submission(submission_path: str | Path, answers_path: str | Path) -> dict:
+    """Metrics of a submission against an answers file (both ImageID,ans), matched by ImageID."""
+    frames = []
+    for path in (submission_path, answers_path):
+        try:
+            frames.append(pd.read_csv(path, dtype={"ImageID": str}, keep_default_na=False))
+        except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            raise DataError(f"cannot read {path}: {str(err).splitlines()[0]}") from err
+    submission, answers = frames
+    problems = validate_submission(submission, answers, str(submission_path), check_order=False)
+    if problems:
+        raise DataError(problems[0])
+    merged = answers.merge(submission, on="ImageID", suffixes=("_true", "_pred"))
+    return classification_metrics(merged["ans_true"].to_numpy(), merged["ans_pred"].to_numpy())
+
+
+def save_json(data: dict, path: str | Path) -> None:
+    atomic_write_text(Path(path), json.dumps(data, indent=2))

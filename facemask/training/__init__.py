@@ -1,0 +1,1 @@
+"""Training: losses, optimizers and schedules, the loops (engine) and fit() (trainer)."""
