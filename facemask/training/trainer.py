@@ -24,7 +24,7 @@ from facemask.errors import ConfigError, FacemaskError
 from facemask.models.factory import create_model
 from facemask.training.engine import evaluate, train_one_epoch
 from facemask.training.losses import create_loss
-from facemask.training.optim import create_optimizer, create_scheduler
+from facemask.training.optim import check_names, create_optimizer, create_scheduler
 from facemask.utils import atomic_torch_save, atomic_write_text, cpu_count, resolve_device, seed_everything
 
 log = logging.getLogger("facemask")
@@ -58,6 +58,10 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(f"option data.val_fraction must be between 0 and 1, got {cfg.data.val_fraction}")
     build_transforms(cfg.data.augment)
     create_loss(cfg.loss)
+    check_names(cfg.optim, cfg.sched)
+    if cfg.train.select_metric not in metric_columns()[1:]:
+        raise ConfigError(f"option train.select_metric={cfg.train.select_metric!r} is not a metrics column "
+                          f"(known: {', '.join(metric_columns()[1:])})")
 
 
 def metric_columns() -> list[str]:
@@ -77,9 +81,6 @@ def fit(cfg: Config) -> Path:
     if train_df.empty or val_df.empty:
         raise FacemaskError(f"{cfg.data.root}: too few people to hold out data.val_fraction={cfg.data.val_fraction}")
     metric = cfg.train.select_metric
-    if metric not in metric_columns()[1:]:
-        raise ConfigError(f"option train.select_metric={metric!r} is not a metrics column "
-                          f"(known: {', '.join(metric_columns()[1:])})")
 
     model = create_model(cfg.model, cfg.data.mean, cfg.data.std).to(device)
     if cfg.train.channels_last:
