@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from facemask.errors import FacemaskError
+from facemask.errors import FacemaskError, TrainingInterrupted
 
 log = logging.getLogger("facemask")
 
@@ -25,12 +25,24 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
     print(f"demo dataset written to {out} (train/, eval/, eval_answers.csv)")
 
 
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from facemask.data.check import check_dataset
+
+    report = check_dataset(args.data, progress=not args.quiet)
+    print(report.text())
+    return 1 if report.problems else 0
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from facemask.config import load_config
     from facemask.training.trainer import fit
 
-    cfg = load_config(args.config, args.overrides)
-    run_dir = fit(cfg)
+    if args.resume:
+        if args.config or args.overrides:
+            raise FacemaskError("--resume continues a run with its saved config; drop -c and the overrides")
+        run_dir = fit(resume=args.resume)
+    else:
+        run_dir = fit(load_config(args.config, args.overrides))
     summary = json.loads((run_dir / "eval.json").read_text())
     _print_metrics(f"best epoch {summary['epoch']} on validation", summary)
     print(f"run folder: {run_dir}")
@@ -73,9 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo_data)
 
+    p = sub.add_parser("check-data", help="validate a dataset up front and list every problem with its file")
+    p.add_argument("data", help="a train folder, an eval folder, or a folder with train/ and/or eval/")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_check_data)
+
     p = sub.add_parser("train", help="train a model: facemask train -c configs/x.yaml optim.lr=3e-4 ...")
     p.add_argument("-c", "--config", help="YAML config (default: built-in defaults)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.root=data/train train.epochs=3")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder where it stopped")
     p.set_defaults(func=cmd_train)
 
     common = argparse.ArgumentParser(add_help=False)
@@ -107,14 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
-        args.func(args)
+        code = args.func(args)
+    except TrainingInterrupted as err:
+        print(f"facemask: {err}", file=sys.stderr)
+        return 128 + err.signum
     except FacemaskError as err:
         print(f"facemask: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("facemask: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ class DataConfig:
     num_workers: int = -1  # DataLoader workers; -1 chooses from the CPU count
     cache: bool = True  # decode + resize each image once into a memory-mapped uint8 array
     cache_dir: str = ""  # default: $FACEMASK_CACHE or ~/.cache/facemask
+    on_bad_image: str = "error"  # error | skip: an undecodable image stops the run, or is left out and counted
     mean: list[float] | None = None  # normalisation; None = the backbone's pretrained statistics
     std: list[float] | None = None
 

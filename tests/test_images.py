@@ -15,7 +15,8 @@ def _files(demo_root, n=10):
 
 def test_cache_pixels_identical_to_uncached_decode(demo_root, tmp_path):
     files = _files(demo_root)
-    pixels = build_cache(files, (64, 48), tmp_path, progress=False)
+    pixels, bad = build_cache(files, (64, 48), tmp_path, progress=False)
+    assert bad == []
     assert pixels.shape == (len(files), 64, 48, 3) and pixels.dtype == np.uint8
     for row, file in enumerate(files):
         np.testing.assert_array_equal(pixels[row], load_image(file, (64, 48)))
@@ -24,16 +25,16 @@ def test_cache_pixels_identical_to_uncached_decode(demo_root, tmp_path):
 def test_cache_is_reused_and_invalidated_by_a_changed_file(demo_copy, tmp_path):
     files = _files(demo_copy)
     cache = tmp_path / "cache"
-    first = build_cache(files, (64, 48), cache, progress=False)
+    first, _ = build_cache(files, (64, 48), cache, progress=False)
     built = sorted(cache.glob("*.npy"))
     stamp = built[0].stat().st_mtime_ns
-    again = build_cache(files, (64, 48), cache, progress=False)
+    again, _ = build_cache(files, (64, 48), cache, progress=False)
     assert sorted(cache.glob("*.npy")) == built and built[0].stat().st_mtime_ns == stamp
     np.testing.assert_array_equal(first, again)
     # Change one file's pixels (and so its size/mtime): the cache must re-read it.
     Image.new("RGB", (384, 512), (255, 0, 0)).save(files[2])
     os.utime(files[2], ns=(stamp + 10**9, stamp + 10**9))
-    changed = build_cache(files, (64, 48), cache, progress=False)
+    changed, _ = build_cache(files, (64, 48), cache, progress=False)
     assert len(list(cache.glob("*.npy"))) == 2
     assert (np.abs(changed[2].astype(int) - [255, 0, 0]) < 8).all(axis=-1).mean() > 0.95
     np.testing.assert_array_equal(changed[3], first[3])
@@ -41,8 +42,8 @@ def test_cache_is_reused_and_invalidated_by_a_changed_file(demo_copy, tmp_path):
 
 def test_other_sizes_get_their_own_cache(demo_root, tmp_path):
     files = _files(demo_root, 3)
-    assert build_cache(files, (32, 24), tmp_path, progress=False).shape[1:3] == (32, 24)
-    assert build_cache(files, (64, 48), tmp_path, progress=False).shape[1:3] == (64, 48)
+    assert build_cache(files, (32, 24), tmp_path, progress=False)[0].shape[1:3] == (32, 24)
+    assert build_cache(files, (64, 48), tmp_path, progress=False)[0].shape[1:3] == (64, 48)
 
 
 @pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA", "P"])
@@ -80,3 +81,12 @@ def test_truncated_jpeg_names_the_file(demo_root, tmp_path):
     path.write_bytes(data[: len(data) // 3])
     with pytest.raises(DataError, match="truncated.jpg"):
         load_image(path, (64, 48))
+
+
+def test_cache_reports_bad_images_and_remembers_them(demo_copy, tmp_path):
+    files = _files(demo_copy)
+    open(files[4], "wb").write(b"garbage")
+    for _ in range(2):  # built, then reused
+        pixels, bad = build_cache(files, (64, 48), tmp_path, progress=False)
+        assert [file for file, _ in bad] == [files[4]] and "cannot be decoded" in bad[0][1]
+        assert not pixels[4].any()

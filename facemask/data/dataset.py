@@ -9,7 +9,11 @@ from torch.utils.data import Dataset
 
 
 class FaceDataset(Dataset):
-    """Items are (uint8 CHW tensor, label). ``pixels`` is the decoded-image cache (rows = ``files``) or None."""
+    """Items are (uint8 CHW tensor, label). ``pixels`` is the decoded-image cache (rows = ``files``) or None.
+
+    An item may be asked for as ``(index, seed)``: the transform then draws its randomness from that seed alone
+    (see facemask.data.samplers), so augmentation is the same whatever the workers, batch order or resumption.
+    """
 
     def __init__(self, files: Sequence[str], labels: Sequence[int] | None, size: tuple[int, int],
                  transform: Callable[[torch.Tensor], torch.Tensor], pixels: np.ndarray | None = None,
@@ -33,7 +37,14 @@ class FaceDataset(Dataset):
             array = load_image(self.files[index], self.size)
         return torch.from_numpy(array).permute(2, 0, 1)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self.transform(self.image(index))
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        image = self.image(index)
+        if seed is None:
+            image = self.transform(image)
+        else:
+            with torch.random.fork_rng(devices=[]):  # keep the caller's RNG stream (dropout) untouched
+                torch.manual_seed(seed)
+                image = self.transform(image)
         label = -1 if self.labels is None else int(self.labels[index])
         return image, label

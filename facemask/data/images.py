@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from facemask.errors import DataError
-from facemask.utils import cpu_count
+from facemask.utils import atomic_write_text, cpu_count
 
 CACHE_VERSION = 1  # bump when decoding or resizing changes, so old caches are not reused
 
@@ -59,42 +59,73 @@ def cache_key(files: list[str], size: tuple[int, int]) -> str:
     return digest.hexdigest()[:24]
 
 
-def _decode_into(args: tuple[str, int, int, list[tuple[int, str]]]) -> int:
+def _decode_chunk(args: tuple[str | None, int, int, list[tuple[int, str]]]) -> tuple[int, list[tuple[int, str]]]:
+    """Decode one chunk (into the memmap at ``path`` when given); returns (count, [(row, problem)])."""
     path, height, width, jobs = args
-    array = np.lib.format.open_memmap(path, mode="r+")
+    array = np.lib.format.open_memmap(path, mode="r+") if path else None
+    bad = []
     for row, file in jobs:
-        array[row] = load_image(file, (height, width))
-    array.flush()
-    return len(jobs)
+        try:
+            pixels = load_image(file, (height, width))
+        except DataError as err:
+            bad.append((row, str(err)))
+            continue
+        if array is not None:
+            array[row] = pixels
+    if array is not None:
+        array.flush()
+    return len(jobs), bad
+
+
+def _run_chunks(files: list[str], size: tuple[int, int], target: str | None, workers: int, progress: bool,
+                desc: str) -> list[tuple[str, str]]:
+    """Decode every file in parallel chunks with a progress bar; [(file, problem)] for those that failed."""
+    chunk = 64
+    pairs = list(enumerate(files))
+    jobs = [(target, size[0], size[1], pairs[i:i + chunk]) for i in range(0, len(pairs), chunk)]
+    workers = workers or cpu_count()
+    bad: list[tuple[int, str]] = []
+    with tqdm(total=len(files), desc=desc, unit="img", disable=not progress, leave=False) as bar:
+        if workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                for done, problems in pool.map(_decode_chunk, jobs):
+                    bar.update(done)
+                    bad.extend(problems)
+        else:
+            for job in jobs:
+                done, problems = _decode_chunk(job)
+                bar.update(done)
+                bad.extend(problems)
+    return [(files[row], message) for row, message in sorted(bad)]
+
+
+def check_images(files: list[str], size: tuple[int, int] = (128, 96), workers: int = 0,
+                 progress: bool = True) -> list[tuple[str, str]]:
+    """Decode every image (reduced on decode, so it is quick) and return [(file, problem)] for the bad ones."""
+    return _run_chunks(list(files), size, None, workers, progress, "check images")
 
 
 def build_cache(files: list[str], size: tuple[int, int], cache_dir: str | Path | None = None,
-                workers: int = 0, progress: bool = True) -> np.ndarray:
-    """A read-only (N, H, W, 3) uint8 memmap of ``files`` decoded at ``size``; built once, then reused."""
+                workers: int = 0, progress: bool = True) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """(read-only (N, H, W, 3) uint8 memmap of ``files`` decoded at ``size``, [(file, problem)] for images that
+    could not be decoded, whose rows are black). Built once, then reused while no file changes."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     key = cache_key(files, size)
     path = cache_dir / f"{key}-{size[0]}x{size[1]}.npy"
-    if not path.exists():
-        cache_dir.mkdir(parents=True, exist_ok=True)
+    meta = cache_dir / f"{key}.json"
+    if not (path.exists() and meta.exists()):
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise DataError(f"cannot create the image cache folder {cache_dir}: {err.strerror or err}") from err
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), size[0], size[1], 3)).flush()
-        workers = workers or cpu_count()
-        chunk = 64
-        pairs = list(enumerate(files))
-        jobs = [(str(tmp), size[0], size[1], pairs[i:i + chunk]) for i in range(0, len(pairs), chunk)]
         try:
-            bar = tqdm(total=len(files), desc=f"cache {size[0]}x{size[1]}", unit="img", disable=not progress)
-            if workers > 1 and len(jobs) > 1:
-                with ProcessPoolExecutor(workers) as pool:
-                    for done in pool.map(_decode_into, jobs):
-                        bar.update(done)
-            else:
-                for job in jobs:
-                    bar.update(_decode_into(job))
-            bar.close()
-            (cache_dir / f"{key}.json").write_text(json.dumps({"size": size, "files": files}))
+            bad = _run_chunks(files, size, str(tmp), workers, progress, f"cache {size[0]}x{size[1]}")
+            atomic_write_text(meta, json.dumps({"size": list(size), "files": files, "bad": bad}))
             os.replace(tmp, path)
         finally:
             if tmp.exists():
                 tmp.unlink()
-    return np.load(path, mmap_mode="r")
+    bad = [tuple(item) for item in json.loads(meta.read_text())["bad"]]
+    return np.load(path, mmap_mode="r"), bad

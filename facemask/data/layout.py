@@ -43,21 +43,25 @@ def find_train_root(root: str | Path) -> Path:
     raise DataError(f"{root} holds no train.csv (expected {root}/train.csv or {root}/train/train.csv)")
 
 
-def read_people(root: str | Path) -> pd.DataFrame:
-    """train.csv as a checked table: person id, gender (0/1), age (int), folder name."""
-    root = find_train_root(root)
-    csv_path = root / "train.csv"
+def _people_table(csv_path: Path, problems: list[str]) -> pd.DataFrame:
+    """train.csv as a checked table (person, gender 0/1, age, folder); bad rows are reported and left out."""
     df = _read_csv(csv_path, TRAIN_COLUMNS)
     if df.empty:
         raise DataError(f"{csv_path} lists no people")
+    keep = []
+    seen: set[str] = set()
     for row, rec in enumerate(df.itertuples(index=False), start=2):  # line 1 is the header
+        where = f"{csv_path} line {row} (folder {rec.path})"
         if rec.gender.strip().lower() not in GENDER_OF_NAME:
-            raise DataError(f"{csv_path} line {row} (folder {rec.path}): unknown gender {rec.gender!r}")
-        if not rec.age.strip().isdigit():
-            raise DataError(f"{csv_path} line {row} (folder {rec.path}): age {rec.age!r} is not a whole number")
-    dup = df["path"][df["path"].duplicated()]
-    if len(dup):
-        raise DataError(f"{csv_path}: folder {dup.iloc[0]} is listed twice")
+            problems.append(f"{where}: unknown gender {rec.gender!r} (expected male or female)")
+        elif not rec.age.strip().isdigit():
+            problems.append(f"{where}: age {rec.age!r} is not a whole number")
+        elif rec.path.strip() in seen:
+            problems.append(f"{where}: folder {rec.path} is listed twice")
+        else:
+            keep.append(row - 2)
+            seen.add(rec.path.strip())
+    df = df.iloc[keep]
     return pd.DataFrame({
         "person": df["id"].str.strip(),
         "gender": df["gender"].str.strip().str.lower().map(GENDER_OF_NAME).astype(int),
@@ -66,10 +70,11 @@ def read_people(root: str | Path) -> pd.DataFrame:
     })
 
 
-def person_images(folder: Path) -> dict[str, Path]:
-    """The seven images of one person folder, by stem; errors name the folder."""
+def person_images(folder: Path, problems: list[str]) -> dict[str, Path]:
+    """The images of one person folder by stem; each missing, duplicated or unexpected image is a problem."""
     if not folder.is_dir():
-        raise DataError(f"person folder {folder} listed in train.csv does not exist")
+        problems.append(f"person folder {folder} listed in train.csv does not exist")
+        return {}
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or not path.is_file():
@@ -78,31 +83,52 @@ def person_images(folder: Path) -> dict[str, Path]:
         if ext not in IMAGE_EXTENSIONS:
             continue
         if stem not in MASK_OF_STEM:
-            raise DataError(f"person folder {folder}: unexpected image {path.name} (expected {', '.join(IMAGE_STEMS)})")
-        if stem in found:
-            raise DataError(f"person folder {folder}: {stem} appears twice ({found[stem].name}, {path.name})")
-        found[stem] = path
-    missing = [s for s in IMAGE_STEMS if s not in found]
-    if missing:
-        raise DataError(f"person folder {folder}: image {missing[0]} is missing")
+            problems.append(f"person folder {folder}: unexpected image {path.name} "
+                            f"(expected {', '.join(IMAGE_STEMS)})")
+        elif stem in found:
+            problems.append(f"person folder {folder}: {stem} appears twice ({found[stem].name}, {path.name})")
+        else:
+            found[stem] = path
+    for stem in IMAGE_STEMS:
+        if stem not in found:
+            problems.append(f"person folder {folder}: image {stem} is missing")
     return found
 
 
-def read_train(root: str | Path, age_thresholds: Sequence[int] = DEFAULT_AGE_THRESHOLDS) -> pd.DataFrame:
-    """One row per image: person, stem, file, gender, age, mask, age_group, label (0..17)."""
+def scan_train(root: str | Path, age_thresholds: Sequence[int] = DEFAULT_AGE_THRESHOLDS
+               ) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """(one row per image, problems, warnings): every layout problem, not just the first.
+
+    Rows: person, stem, file, gender, age, mask, age_group, label (0..17). Warnings are folders in images/ that
+    train.csv does not list (not used for training, but usually a renamed or mistyped folder).
+    """
     root = find_train_root(root)
-    people = read_people(root)
+    problems: list[str] = []
+    people = _people_table(root / "train.csv", problems)
     images_dir = root / "images"
     if not images_dir.is_dir():
         raise DataError(f"{images_dir} not found (the person folders belong there)")
     rows = []
     for rec in people.itertuples(index=False):
-        for stem, path in person_images(images_dir / rec.folder).items():
+        for stem, path in person_images(images_dir / rec.folder, problems).items():
             rows.append((rec.person, stem, str(path), rec.gender, rec.age, MASK_OF_STEM[stem]))
+    listed = set(people["folder"])
+    warnings = [f"folder {images_dir / d.name} is not listed in {root / 'train.csv'}"
+                for d in sorted(images_dir.iterdir()) if d.is_dir() and not d.name.startswith(".")
+                and d.name not in listed]
     df = pd.DataFrame(rows, columns=SAMPLE_COLUMNS[:6])
     df["age_group"] = age_group(df["age"].to_numpy(), age_thresholds)
     df["label"] = encode(df["mask"].to_numpy(), df["gender"].to_numpy(), df["age_group"].to_numpy())
-    return df.sort_values(["person", "stem"], kind="stable").reset_index(drop=True)
+    return df.sort_values(["person", "stem"], kind="stable").reset_index(drop=True), problems, warnings
+
+
+def read_train(root: str | Path, age_thresholds: Sequence[int] = DEFAULT_AGE_THRESHOLDS) -> pd.DataFrame:
+    """One row per image (see scan_train); the first layout problem is an error naming its file or folder."""
+    samples, problems, _ = scan_train(root, age_thresholds)
+    if problems:
+        more = f" ({len(problems)} problems in all; facemask check-data lists them)" if len(problems) > 1 else ""
+        raise DataError(problems[0] + more)
+    return samples
 
 
 def find_eval_root(root: str | Path) -> Path:
@@ -114,15 +140,27 @@ def find_eval_root(root: str | Path) -> Path:
     raise DataError(f"{root} holds no info.csv (expected {root}/info.csv or {root}/eval/info.csv)")
 
 
-def read_eval(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(info.csv as read, a table with ``file`` per row in info.csv's order); a missing image is an error."""
+def scan_eval(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(info.csv as read, a table with ``file`` per row in info.csv's order, problems)."""
     root = find_eval_root(root)
     info = _read_csv(root / "info.csv", ("ImageID", "ans"))
     images_dir = root / "images"
+    problems = []
     files = []
     for image_id in info["ImageID"]:
         path = images_dir / image_id
         if not path.is_file():
-            raise DataError(f"{root / 'info.csv'} names image {image_id}, but {path} does not exist")
+            problems.append(f"{root / 'info.csv'} names image {image_id}, but {path} does not exist")
         files.append(str(path))
-    return info, pd.DataFrame({"image_id": info["ImageID"], "file": files})
+    duplicated = info["ImageID"][info["ImageID"].duplicated()]
+    if len(duplicated):
+        problems.append(f"{root / 'info.csv'} lists image {duplicated.iloc[0]} more than once")
+    return info, pd.DataFrame({"image_id": info["ImageID"], "file": files}), problems
+
+
+def read_eval(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(info.csv as read, a table with ``file`` per row in info.csv's order); a missing image is an error."""
+    info, table, problems = scan_eval(root)
+    if problems:
+        raise DataError(problems[0])
+    return info, table

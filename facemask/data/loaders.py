@@ -1,6 +1,7 @@
 """DataLoaders for a sample table, with the decoded-image cache and worker counts chosen for the machine."""
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -9,7 +10,8 @@ from torch.utils.data import DataLoader
 
 from facemask.config import DataConfig
 from facemask.data.dataset import FaceDataset
-from facemask.data.images import build_cache
+from facemask.data.images import build_cache, check_images
+from facemask.data.samplers import EpochSampler
 from facemask.utils import cpu_count
 
 
@@ -25,19 +27,30 @@ def image_size(cfg: DataConfig) -> tuple[int, int]:
     return cfg.height, cfg.width
 
 
-def load_pixels(files: Sequence[str], cfg: DataConfig, progress: bool = True) -> np.ndarray | None:
+def load_pixels(files: Sequence[str], cfg: DataConfig, progress: bool = True
+                ) -> tuple[np.ndarray | None, list[tuple[str, str]]]:
+    """(decoded-image cache or None, [(file, problem)]): every image is decoded once up front either way, so a
+    bad image is found before training starts, not an hour in."""
     if not cfg.cache:
-        return None
+        return None, check_images(list(files), image_size(cfg), progress=progress)
     return build_cache(list(files), image_size(cfg), cfg.cache_dir or None, progress=progress)
+
+
+def _ignore_sigint(_worker_id: int) -> None:
+    """Ctrl-C is the trainer's to handle (it saves a checkpoint); workers must not die of it first."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def make_loader(files: Sequence[str], labels: Sequence[int] | None, cfg: DataConfig,
                 transform: Callable, pixels: np.ndarray | None = None, rows: Sequence[int] | None = None,
-                shuffle: bool = False, seed: int = 0, batch_size: int | None = None,
+                sampler: EpochSampler | None = None, batch_size: int | None = None,
                 pin_memory: bool = False) -> DataLoader:
+    """A loader in the table's order, or in ``sampler``'s (training: drop the last partial batch)."""
     dataset = FaceDataset(files, labels, image_size(cfg), transform, pixels, rows)
     workers = resolve_workers(cfg)
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size or cfg.batch_size, shuffle=shuffle, num_workers=workers,
-                      generator=generator, pin_memory=pin_memory, persistent_workers=workers > 0,
-                      drop_last=shuffle and len(dataset) > (batch_size or cfg.batch_size))  # no size-1 BN batch
+    batch_size = batch_size or cfg.batch_size
+    # Own generator: a loader must not draw its base seed from the global RNG, which dropout uses (exact resume).
+    generator = torch.Generator().manual_seed(0)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, generator=generator,
+                      pin_memory=pin_memory, worker_init_fn=_ignore_sigint if workers else None,
+                      drop_last=sampler is not None and len(dataset) > batch_size)  # no size-1 BatchNorm batch

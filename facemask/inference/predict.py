@@ -48,6 +48,14 @@ def load_run(run: str | Path, checkpoint: str = "best.pt", device: str = "cpu") 
     return cfg, model
 
 
+def _pixels(files, cfg: Config, progress: bool):
+    """Decoded images; every image must decode (a prediction needs a row for each)."""
+    pixels, bad = load_pixels(files, cfg.data, progress)
+    if bad:
+        raise DataError(f"{bad[0][1]} ({len(bad)} bad images in all)")
+    return pixels
+
+
 def _run_dir(run: str | Path) -> Path:
     path = Path(run)
     return path if path.is_dir() else path.parent
@@ -65,7 +73,7 @@ def evaluate_run(run: str | Path, data: str | None = None, checkpoint: str = "be
         if samples.empty:
             raise DataError(f"none of the validation people of {run} are in {cfg.data.root}")
     _, eval_tf = build_transforms(cfg.data.augment)
-    pixels = load_pixels(samples["file"], cfg.data, progress)
+    pixels = _pixels(samples["file"], cfg, progress)
     loader = make_loader(samples["file"], samples["label"], cfg.data, eval_tf, pixels,
                          batch_size=cfg.data.batch_size * 2)
     metrics, _ = evaluate(model, loader, resolve_device(device), cfg.train.channels_last, progress)
@@ -79,7 +87,7 @@ def predict_folder(run: str | Path, data: str, checkpoint: str = "best.pt", devi
     cfg, model = load_run(run, checkpoint, device)
     info, table = read_eval(data)
     _, eval_tf = build_transforms(cfg.data.augment)
-    pixels = load_pixels(table["file"], cfg.data, progress)
+    pixels = _pixels(table["file"], cfg, progress)
     loader = make_loader(table["file"], None, cfg.data, eval_tf, pixels, batch_size=cfg.data.batch_size * 2)
     probs, _ = predict_probs(model, loader, resolve_device(device), cfg.train.channels_last, progress)
     return info, probs

@@ -1,8 +1,9 @@
-"""The only loops: one training epoch and one evaluation pass."""
+"""The only loops: one training epoch (resumable at any batch) and one evaluation pass."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -10,9 +11,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from facemask.errors import FacemaskError
 from facemask.evaluation.metrics import classification_metrics
 
-LOG_EVERY = 10  # steps between host syncs for the progress bar
+LOG_EVERY = 10  # steps between host syncs (progress bar, non-finite loss check on GPU)
 
 
 def to_device(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -20,47 +22,94 @@ def to_device(images: torch.Tensor, device: torch.device, channels_last: bool) -
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
 
+class NonFiniteLoss(FacemaskError):
+    """The loss became NaN or infinite; the optimizer step was not taken."""
+
+
 @dataclass
-class EpochResult:
-    loss: float
-    metrics: dict
-    seconds: float
-    images_per_second: float
+class EpochProgress:
+    """What one (possibly interrupted) epoch has done so far; saved in checkpoints to resume mid-epoch."""
+
+    step: int = 0
+    lr: float = float("nan")  # learning rate when the epoch started
+    seen: int = 0
+    seconds: float = 0.0
+    losses: list = field(default_factory=list)  # per-batch loss sums, summed in order at the end (exact resume)
+    preds: list = field(default_factory=list)
+    targets: list = field(default_factory=list)
+
+    def state_dict(self) -> dict:
+        def cat(xs, dtype):
+            return torch.cat([x.reshape(-1).cpu() for x in xs]) if xs else torch.zeros(0, dtype=dtype)
+        return {"step": self.step, "lr": self.lr, "seen": self.seen, "seconds": self.seconds,
+                "losses": cat(self.losses, torch.float64), "preds": cat(self.preds, torch.long),
+                "targets": cat(self.targets, torch.long)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "EpochProgress":
+        return cls(state["step"], state["lr"], state["seen"], state["seconds"], [state["losses"]], [state["preds"]],
+                   [state["targets"]])
+
+    @property
+    def loss(self) -> float:
+        if not self.losses:
+            return float("nan")
+        return torch.cat([x.reshape(-1).cpu() for x in self.losses]).sum().item() / max(self.seen, 1)
+
+    def metrics(self) -> dict:
+        return classification_metrics(torch.cat(self.targets).cpu().numpy(), torch.cat(self.preds).cpu().numpy())
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler, device: torch.device, epoch: int, channels_last: bool = True,
-                    progress: bool = True) -> EpochResult:
-    """One pass over ``loader``; the scheduler is stepped per iteration (timm's ``step_update``)."""
+                    scheduler, device: torch.device, epoch: int, progress: EpochProgress,
+                    updates_per_epoch: int, channels_last: bool = True, show_progress: bool = True,
+                    should_stop: Callable[[], bool] = lambda: False,
+                    on_step: Callable[[int], None] | None = None) -> bool:
+    """Continue ``progress`` through ``loader`` (which starts at batch ``progress.step``); True when the epoch is
+    complete, False when ``should_stop()`` ended it early. The scheduler is stepped per iteration."""
     model.train()
-    updates_per_epoch = len(loader)
-    total_loss = torch.zeros((), dtype=torch.float64, device=device)
-    seen = 0
-    preds, targets = [], []
-    start = time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch + 1} train", unit="batch", disable=not progress, leave=False)
-    for step, (images, labels) in enumerate(bar):
+    if progress.step == 0:
+        progress.lr = optimizer.param_groups[0]["lr"]
+    check_every = 1 if device.type == "cpu" else LOG_EVERY  # a CPU check is free; on GPU it is a host sync
+    recent: list[torch.Tensor] = []
+    start, seen_before = time.perf_counter(), progress.seen
+    bar = tqdm(loader, desc=f"epoch {epoch + 1} train", unit="batch", disable=not show_progress, leave=False,
+               initial=progress.step, total=progress.step + len(loader))
+    for images, labels in bar:
         images = to_device(images, device, channels_last)
         labels = labels.to(device, non_blocking=True)
         logits = model(images)
         loss = loss_fn(logits, labels)
+        recent.append(loss.detach())
+        if len(recent) >= check_every:
+            losses = torch.stack(recent)
+            if not torch.isfinite(losses).all():
+                bad = int((~torch.isfinite(losses)).nonzero()[0])
+                at = progress.step - len(recent) + bad + 1
+                raise NonFiniteLoss(f"loss is {losses[bad].item()} at epoch {epoch + 1} step {at + 1}; "
+                                    f"the run stopped, the last good checkpoint is kept")
+            recent.clear()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        progress.step += 1
         if scheduler is not None:
-            scheduler.step_update(num_updates=epoch * updates_per_epoch + step + 1)
-        total_loss += loss.detach().double() * len(labels)
-        seen += len(labels)
-        preds.append(logits.detach().argmax(1))
-        targets.append(labels)
-        if progress and (step + 1) % LOG_EVERY == 0:
+            scheduler.step_update(num_updates=epoch * updates_per_epoch + progress.step)
+        progress.losses.append(loss.detach().double() * len(labels))
+        progress.seen += len(labels)
+        progress.preds.append(logits.detach().argmax(1).cpu())
+        progress.targets.append(labels.cpu())
+        if show_progress and progress.step % LOG_EVERY == 0:
             elapsed = time.perf_counter() - start
-            bar.set_postfix(loss=f"{total_loss.item() / seen:.4f}", img_s=f"{seen / elapsed:.1f}")
-    seconds = time.perf_counter() - start
-    y_pred = torch.cat(preds).cpu().numpy()
-    y_true = torch.cat(targets).cpu().numpy()
-    return EpochResult(total_loss.item() / max(seen, 1), classification_metrics(y_true, y_pred), seconds,
-                       seen / seconds if seconds else 0.0)
+            bar.set_postfix(loss=f"{progress.loss:.4f}",
+                            img_s=f"{(progress.seen - seen_before) / elapsed:.1f}")
+        if on_step is not None:
+            on_step(progress.step)
+        if should_stop():
+            break
+    bar.close()
+    progress.seconds += time.perf_counter() - start
+    return progress.step >= updates_per_epoch
 
 
 @torch.inference_mode()

@@ -1,34 +1,73 @@
-"""fit(cfg): the run folder, data, model, optimizer and schedule around the engine's loops.
+"""fit(cfg) / fit(resume=RUN): the run folder, data, model, optimizer and schedule around the engine's loops.
 
 A run folder holds ``config.yaml`` (resolved), ``split.csv`` (person -> train/val), ``metrics.csv`` (one row per
-epoch), ``best.pt`` (chosen by ``train.select_metric``), ``last.pt`` and ``eval.json`` (best model on val).
+epoch), ``best.pt`` (chosen by ``train.select_metric``), ``last.pt`` (everything needed to resume, also
+mid-epoch) and ``eval.json`` (best model on val). SIGINT/SIGTERM save a resumable ``last.pt`` and stop cleanly;
+a resumed run ends with the same metrics and weights as an uninterrupted one.
 """
 from __future__ import annotations
 
 import json
 import logging
 import math
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from facemask.config import Config, save_config
+from facemask.config import Config, config_from_dict, save_config
 from facemask.data.layout import read_train
 from facemask.data.loaders import load_pixels, make_loader
+from facemask.data.samplers import EpochSampler
 from facemask.data.split import split_by_person
 from facemask.data.transforms import build_transforms
-from facemask.errors import ConfigError, FacemaskError
+from facemask.errors import ConfigError, DataError, FacemaskError, TrainingInterrupted
 from facemask.models.factory import create_model
-from facemask.training.engine import evaluate, train_one_epoch
+from facemask.training.engine import EpochProgress, evaluate, train_one_epoch
 from facemask.training.losses import create_loss
 from facemask.training.optim import check_names, create_optimizer, create_scheduler
 from facemask.utils import atomic_torch_save, atomic_write_text, cpu_count, resolve_device, seed_everything
 
 log = logging.getLogger("facemask")
 CHECKPOINT_FORMAT = 1
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM; the loop checks it after every step. A second signal stops at once."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    @contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum, _frame):
+            if self.signum is not None:  # asked twice: give up on the clean stop
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
+            self.signum = signum
+            log.warning("%s received: finishing this step and saving a resumable checkpoint",
+                        signal.Signals(signum).name)
+
+        for sig in previous:
+            signal.signal(sig, handler)
+        try:
+            yield self
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
 
 def new_run_dir(cfg: Config) -> Path:
@@ -46,6 +85,11 @@ def new_run_dir(cfg: Config) -> Path:
     return run_dir
 
 
+def metric_columns() -> list[str]:
+    return ["epoch", "lr", "train_loss", "train_accuracy", "train_macro_f1", "val_loss", "val_accuracy",
+            "val_macro_f1", "val_mask_f1", "val_gender_f1", "val_age_f1", "epoch_seconds", "train_images_per_second"]
+
+
 def check_config(cfg: Config) -> None:
     """Catch what would otherwise fail an hour in."""
     if cfg.train.select_mode not in ("max", "min"):
@@ -59,18 +103,42 @@ def check_config(cfg: Config) -> None:
     build_transforms(cfg.data.augment)
     create_loss(cfg.loss)
     check_names(cfg.optim, cfg.sched)
+    if cfg.data.on_bad_image not in ("error", "skip"):
+        raise ConfigError(f"option data.on_bad_image must be error or skip, got {cfg.data.on_bad_image!r}")
     if cfg.train.select_metric not in metric_columns()[1:]:
         raise ConfigError(f"option train.select_metric={cfg.train.select_metric!r} is not a metrics column "
                           f"(known: {', '.join(metric_columns()[1:])})")
 
 
-def metric_columns() -> list[str]:
-    return ["epoch", "lr", "train_loss", "train_accuracy", "train_macro_f1", "val_loss", "val_accuracy",
-            "val_macro_f1", "val_mask_f1", "val_gender_f1", "val_age_f1", "epoch_seconds", "train_images_per_second"]
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as err:
+        raise FacemaskError(f"{path} not found") from err
+    except Exception as err:  # noqa: BLE001 - corrupt or foreign file: one clear line
+        raise FacemaskError(f"cannot load checkpoint {path}: {str(err).splitlines()[0]}") from err
 
 
-def fit(cfg: Config) -> Path:
-    """Train one model as configured; returns the run folder."""
+def fit(cfg: Config | None = None, resume: str | Path | None = None, on_step=None) -> Path:
+    """Train one model as configured (or continue the run folder ``resume``); returns the run folder.
+
+    ``on_step(step)`` is called after every optimizer step (tests use it to interrupt at a chosen point).
+    SIGINT/SIGTERM from the start on stop the run at the next step with a resumable checkpoint.
+    """
+    stop = StopFlag()
+    with stop.installed():
+        return _fit(cfg, resume, on_step, stop)
+
+
+def _fit(cfg: Config | None, resume: str | Path | None, on_step, stop: StopFlag) -> Path:
+    state = None
+    if resume is not None:
+        run_dir = Path(resume)
+        state = load_checkpoint(run_dir / "last.pt")
+        cfg = config_from_dict(state["config"])
+        if state["epoch"] >= cfg.train.epochs and state["progress"] is None:
+            raise FacemaskError(f"run {run_dir} already finished all {cfg.train.epochs} epochs")
+    assert cfg is not None
     check_config(cfg)
     device = resolve_device(cfg.train.device)
     torch.set_num_threads(cfg.train.threads or cpu_count())
@@ -80,68 +148,108 @@ def fit(cfg: Config) -> Path:
     train_df, val_df = split_by_person(samples, cfg.data.val_fraction, cfg.train.seed)
     if train_df.empty or val_df.empty:
         raise FacemaskError(f"{cfg.data.root}: too few people to hold out data.val_fraction={cfg.data.val_fraction}")
-    metric = cfg.train.select_metric
-
+    pixels, bad = load_pixels(samples["file"], cfg.data, progress=cfg.train.progress)
+    if bad:
+        if cfg.data.on_bad_image == "error":
+            raise DataError(f"{bad[0][1]} ({len(bad)} bad images in all; data.on_bad_image=skip leaves them out)")
+        bad_files = {file for file, _ in bad}
+        train_df = train_df[~train_df["file"].isin(bad_files)].reset_index(drop=True)
+        val_df = val_df[~val_df["file"].isin(bad_files)].reset_index(drop=True)
     model = create_model(cfg.model, cfg.data.mean, cfg.data.std).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    run_dir = new_run_dir(cfg)
-    save_config(cfg, run_dir / "config.yaml")
-    split = pd.concat([train_df[["person"]].drop_duplicates().assign(side="train"),
-                       val_df[["person"]].drop_duplicates().assign(side="val")])
-    atomic_write_text(run_dir / "split.csv", split.to_csv(index=False))
+
+    if state is None:
+        run_dir = new_run_dir(cfg)
+        save_config(cfg, run_dir / "config.yaml")
+        split = pd.concat([train_df[["person"]].drop_duplicates().assign(side="train"),
+                           val_df[["person"]].drop_duplicates().assign(side="val")])
+        atomic_write_text(run_dir / "split.csv", split.to_csv(index=False))
+    if bad and cfg.data.on_bad_image == "skip":
+        atomic_write_text(run_dir / "skipped_images.csv",
+                          pd.DataFrame(bad, columns=["file", "problem"]).to_csv(index=False))
+        log.warning("skipped %d images that cannot be decoded (listed in %s)", len(bad),
+                    run_dir / "skipped_images.csv")
     log.info("run %s: %d train images (%d people), %d val images (%d people)", run_dir, len(train_df),
              train_df.person.nunique(), len(val_df), val_df.person.nunique())
 
-    pixels = load_pixels(samples["file"], cfg.data, progress=cfg.train.progress)
     row_of = {f: i for i, f in enumerate(samples["file"])}
     train_tf, eval_tf = build_transforms(cfg.data.augment)
     pin = device.type == "cuda"
+    sampler = EpochSampler(len(train_df), cfg.train.seed)
     train_loader = make_loader(train_df["file"], train_df["label"], cfg.data, train_tf, pixels,
-                               [row_of[f] for f in train_df["file"]], shuffle=True, seed=cfg.train.seed,
-                               pin_memory=pin)
+                               [row_of[f] for f in train_df["file"]], sampler=sampler, pin_memory=pin)
     val_loader = make_loader(val_df["file"], val_df["label"], cfg.data, eval_tf, pixels,
                              [row_of[f] for f in val_df["file"]], batch_size=cfg.data.batch_size * 2, pin_memory=pin)
+    updates_per_epoch = len(train_loader)
 
     loss_fn = create_loss(cfg.loss)
     optimizer = create_optimizer(model, cfg.optim)
-    scheduler = create_scheduler(optimizer, cfg.sched, cfg.train.epochs, len(train_loader))
+    scheduler = create_scheduler(optimizer, cfg.sched, cfg.train.epochs, updates_per_epoch)
     sign = 1.0 if cfg.train.select_mode == "max" else -1.0
-    best_score, best_epoch = -math.inf, -1
-    rows: list[dict] = []
+    metric = cfg.train.select_metric
+    best_score, best_epoch, best_val, rows = -math.inf, -1, None, []
+    first_epoch, progress = 0, EpochProgress()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        rows, best_score, best_epoch, best_val = state["rows"], state["best_score"], state["best_epoch"], \
+            state["best_val"]
+        first_epoch = state["epoch"]
+        if state["progress"] is not None:
+            progress = EpochProgress.from_state(state["progress"])
+        log.info("resuming %s at epoch %d step %d", run_dir, first_epoch + 1, progress.step)
+
+    def save_last(epoch_done: int, partial: EpochProgress | None) -> None:
+        atomic_torch_save({
+            "format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": epoch_done, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else {},
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+            "rows": rows, "best_score": best_score, "best_epoch": best_epoch, "best_val": best_val,
+            "progress": None if partial is None else partial.state_dict(),
+            "metrics": rows[-1] if rows else {}}, run_dir / "last.pt")
+
     start = time.perf_counter()
-    for epoch in range(cfg.train.epochs):
-        lr = optimizer.param_groups[0]["lr"]
-        result = train_one_epoch(model, train_loader, loss_fn, optimizer, scheduler, device, epoch,
-                                 cfg.train.channels_last, cfg.train.progress)
+    for epoch in range(first_epoch, cfg.train.epochs):
+        sampler.set_epoch(epoch, start=progress.step * cfg.data.batch_size)
+        complete = train_one_epoch(model, train_loader, loss_fn, optimizer, scheduler, device, epoch, progress,
+                                   updates_per_epoch, cfg.train.channels_last, cfg.train.progress, stop, on_step)
+        if not complete:
+            save_last(epoch, progress)
+            raise TrainingInterrupted(run_dir, stop.signum or signal.SIGINT, epoch, progress.step)
         val, val_probs = evaluate(model, val_loader, device, cfg.train.channels_last, cfg.train.progress)
-        if not math.isfinite(result.loss):
-            raise FacemaskError(f"training loss became {result.loss} in epoch {epoch + 1}; "
-                                f"last good checkpoint: {run_dir / 'last.pt'}")
         if scheduler is not None:
             scheduler.step(epoch + 1, val["macro_f1"])
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": result.loss,
-               "train_accuracy": result.metrics["accuracy"], "train_macro_f1": result.metrics["macro_f1"],
+        train_metrics = progress.metrics()
+        row = {"epoch": epoch + 1, "lr": progress.lr, "train_loss": progress.loss,
+               "train_accuracy": train_metrics["accuracy"], "train_macro_f1": train_metrics["macro_f1"],
                "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
                "val_mask_f1": val["mask_f1"], "val_gender_f1": val["gender_f1"], "val_age_f1": val["age_f1"],
-               "epoch_seconds": result.seconds, "train_images_per_second": result.images_per_second}
+               "epoch_seconds": progress.seconds,
+               "train_images_per_second": progress.seen / progress.seconds if progress.seconds else 0.0}
         rows.append(row)
-        atomic_write_text(run_dir / "metrics.csv", pd.DataFrame(rows, columns=metric_columns()).to_csv(index=False))
-        state = {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": epoch + 1,
-                 "metrics": row, "model": model.state_dict()}
-        score = sign * row[metric]
-        if score > best_score:
-            best_score, best_epoch = score, epoch + 1
-            atomic_torch_save(state, run_dir / "best.pt")
-            best_val = val
-            predictions = pd.DataFrame({"file": val_df["file"], "label": val_df["label"], "pred": val_probs.argmax(1)})
+        atomic_write_text(run_dir / "metrics.csv",
+                          pd.DataFrame(rows, columns=metric_columns()).to_csv(index=False))
+        if sign * row[metric] > best_score:
+            best_score, best_epoch, best_val = sign * row[metric], epoch + 1, val
+            atomic_torch_save({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": epoch + 1,
+                               "metrics": row, "model": model.state_dict()}, run_dir / "best.pt")
+            predictions = pd.DataFrame({"file": val_df["file"], "label": val_df["label"],
+                                        "pred": val_probs.argmax(1)})
             atomic_write_text(run_dir / "val_predictions.csv", predictions.to_csv(index=False))
-        atomic_torch_save({**state, "optimizer": optimizer.state_dict(),
-                           "scheduler": scheduler.state_dict() if scheduler is not None else {}},
-                          run_dir / "last.pt")
-        log.info("epoch %d/%d  loss %.4f  val macro F1 %.4f  acc %.4f  (mask %.3f gender %.3f age %.3f)  %.0f img/s",
-                 epoch + 1, cfg.train.epochs, result.loss, val["macro_f1"], val["accuracy"], val["mask_f1"],
-                 val["gender_f1"], val["age_f1"], result.images_per_second)
+        progress = EpochProgress()
+        save_last(epoch + 1, None)
+        log.info("epoch %d/%d  loss %.4f  val macro F1 %.4f  acc %.4f  (mask %.3f gender %.3f age %.3f)  "
+                 "%.0f img/s", epoch + 1, cfg.train.epochs, row["train_loss"], val["macro_f1"], val["accuracy"],
+                 val["mask_f1"], val["gender_f1"], val["age_f1"], row["train_images_per_second"])
+        if stop() and epoch + 1 < cfg.train.epochs:
+            raise TrainingInterrupted(run_dir, stop.signum, epoch + 1, 0)
     summary = {"run": str(run_dir), "split": "val", "checkpoint": "best.pt", "epoch": best_epoch,
                "train_seconds": time.perf_counter() - start, **best_val}
     atomic_write_text(run_dir / "eval.json", json.dumps(summary, indent=2))

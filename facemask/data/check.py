@@ -1,0 +1,67 @@
+"""Preflight: validate a whole dataset up front and report every problem with its file."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from facemask.data.images import check_images
+from facemask.data.labels import AGE_NAMES, CLASS_NAMES, GENDER_NAMES, MASK_NAMES
+from facemask.data.layout import scan_eval, scan_train
+from facemask.errors import DataError
+
+
+@dataclass
+class DataReport:
+    summary: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        lines = list(self.summary)
+        lines += [f"warning: {w}" for w in self.warnings]
+        lines += [f"problem: {p}" for p in self.problems]
+        verdict = "no problems found" if not self.problems else f"{len(self.problems)} problems found"
+        return "\n".join(lines + [verdict])
+
+
+def _class_table(samples: pd.DataFrame) -> list[str]:
+    counts = samples["label"].value_counts().reindex(range(len(CLASS_NAMES)), fill_value=0)
+    lines = ["images per class:"]
+    lines += [f"  {label:2d} {name:<24} {int(n):6d}" for label, (name, n) in enumerate(zip(CLASS_NAMES, counts))]
+    people = samples.groupby("person")[["gender", "age_group"]].first()
+    lines.append("people per gender: " + ", ".join(
+        f"{name} {int((people.gender == i).sum())}" for i, name in enumerate(GENDER_NAMES)))
+    lines.append("people per age group: " + ", ".join(
+        f"{name} {int((people.age_group == i).sum())}" for i, name in enumerate(AGE_NAMES)))
+    lines.append("images per mask state: " + ", ".join(
+        f"{name} {int((samples['mask'] == i).sum())}" for i, name in enumerate(MASK_NAMES)))
+    return lines
+
+
+def check_dataset(root: str | Path, progress: bool = True, workers: int = 0) -> DataReport:
+    """Check ``root`` (a train folder, an eval folder, or a folder holding train/ and/or eval/)."""
+    root = Path(root)
+    report = DataReport()
+    train_root = root if (root / "train.csv").is_file() else root / "train"
+    eval_root = root if (root / "info.csv").is_file() else root / "eval"
+    has_train, has_eval = (train_root / "train.csv").is_file(), (eval_root / "info.csv").is_file()
+    if not has_train and not has_eval:
+        raise DataError(f"{root} holds neither train.csv nor info.csv (nor train/ or eval/ folders with them)")
+    if has_train:
+        samples, problems, warnings = scan_train(train_root)
+        report.problems += problems
+        report.warnings += warnings
+        bad = check_images(samples["file"].tolist(), workers=workers, progress=progress)
+        report.problems += [message for _, message in bad]
+        report.summary += [f"train: {train_root}: {samples.person.nunique()} people, {len(samples)} images"]
+        report.summary += _class_table(samples)
+    if has_eval:
+        info, table, problems = scan_eval(eval_root)
+        report.problems += problems
+        present = [f for f in table["file"] if Path(f).is_file()]
+        bad = check_images(present, workers=workers, progress=progress)
+        report.problems += [message for _, message in bad]
+        report.summary.append(f"eval: {eval_root}: {len(info)} images listed in info.csv")
+    return report
