@@ -22,7 +22,7 @@ demo: $(STAMP) $(DEMO)/train/train.csv
 	$(BIN)/facemask train -c configs/demo.yaml data.root=$(DEMO)/train train.output_dir=$(DEMO)/runs
 	run=$$(ls -td $(DEMO)/runs/demo-* | head -n 1) && \
 	$(BIN)/facemask eval $$run -q && \
-	$(BIN)/facemask predict $$run --data $(DEMO)/eval --out $$run/submission.csv -q && \
+	$(BIN)/facemask predict $$run --data $(DEMO)/eval --out $$run/submission.csv --tta flip -q && \
 	$(BIN)/facemask score $$run/submission.csv $(DEMO)/eval_answers.csv && \
 	echo "demo run: $$run"
 

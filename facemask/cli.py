@@ -59,11 +59,48 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from facemask.inference.predict import predict_folder, write_submission
+    from facemask.inference.predict import predict_folder, save_probs, write_submission
 
-    info, probs = predict_folder(args.run, args.data, args.checkpoint, args.device, progress=not args.quiet)
-    write_submission(info, probs.argmax(1), args.out)
-    print(f"wrote {args.out} ({len(info)} rows)")
+    info, scores = predict_folder(args.runs, args.data, args.tta, args.engine, args.vote, args.weights,
+                                  args.checkpoint, args.device, progress=not args.quiet)
+    if args.save_probs:
+        save_probs(info["ImageID"], scores / scores.sum(1, keepdims=True), args.save_probs)
+        print(f"wrote {args.save_probs}")
+    write_submission(info, scores.argmax(1), args.out)
+    print(f"wrote {args.out} ({len(info)} rows, {len(args.runs)} run(s), vote {args.vote}, "
+          f"TTA {args.tta or 'none'}, engine {args.engine})")
+
+
+def cmd_ensemble_search(args: argparse.Namespace) -> None:
+    from facemask.inference.ensemble import ensemble_search
+    from facemask.inference.predict import save_json
+
+    result = ensemble_search(args.runs, args.tta, args.engine, args.vote, args.device, progress=not args.quiet)
+    for run, f1 in zip(result["runs"], result["single_macro_f1"]):
+        print(f"{run}: validation macro F1 {f1:.4f}")
+    print(f"equal weights: {result['equal_weights_macro_f1']:.4f}")
+    print(f"best weights {' '.join(f'{w:.2f}' for w in result['weights'])}: {result['ensemble_macro_f1']:.4f} "
+          f"(gain over the best single run {result['gain_over_best_single']:+.4f}, {result['images']} images)")
+    save_json(result, args.out)
+    print(f"saved {args.out}; predict with --weights {' '.join(f'{w:.2f}' for w in result['weights'])}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from facemask.inference.export import export_onnx
+
+    out = export_onnx(args.run, args.out, args.checkpoint)
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from facemask.inference.predict import read_csv_file, validate_submission
+
+    problems = validate_submission(read_csv_file(args.submission), read_csv_file(args.info), args.submission)
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print(f"{args.submission}: valid ({len(read_csv_file(args.info))} rows, in info.csv's order)")
+    return 1 if problems else 0
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -107,11 +144,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="JSON output (default: RUN/eval.json or RUN/eval-data.json)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", parents=[common], help="write a submission for an eval folder")
-    p.add_argument("run", help="run folder")
+    inference = argparse.ArgumentParser(add_help=False)
+    inference.add_argument("--tta", help="test-time views averaged with the original, e.g. flip,scale:1.15,zoom:0.9")
+    inference.add_argument("--engine", default="torch", choices=["torch", "onnx"],
+                           help="onnx runs RUN/model.onnx (from facemask export) with ONNX Runtime")
+    inference.add_argument("--vote", default="soft", choices=["soft", "hard"],
+                           help="soft: weighted mean of probabilities; hard: weighted majority, ties by probability")
+
+    p = sub.add_parser("predict", parents=[common, inference], help="write a submission (one run or an ensemble)")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s); several make an ensemble")
     p.add_argument("--data", required=True, help="eval folder with info.csv and images/")
     p.add_argument("--out", default="submission.csv")
+    p.add_argument("--weights", type=float, nargs="+", help="one weight per run (default: equal)")
+    p.add_argument("--save-probs", metavar="CSV", help="also write per-image class probabilities")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("ensemble-search", parents=[common, inference],
+                       help="pick ensemble weights on the runs' shared validation images")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--out", default="ensemble.json")
+    p.set_defaults(func=cmd_ensemble_search)
+
+    p = sub.add_parser("export", help="write RUN/model.onnx (dynamic batch) and its preprocessing JSON")
+    p.add_argument("run")
+    p.add_argument("--out", help="default: RUN/model.onnx")
+    p.add_argument("--checkpoint", default="best.pt")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("validate", help="check a submission against info.csv (rows, order, ids, labels)")
+    p.add_argument("submission")
+    p.add_argument("--info", required=True, help="eval/info.csv")
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("score", help="score a submission against an answers file")
     p.add_argument("submission")

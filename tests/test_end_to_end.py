@@ -8,7 +8,6 @@ import yaml
 from sklearn.metrics import f1_score
 
 from facemask.cli import main
-from facemask.config import load_config
 from facemask.inference.predict import evaluate_run, validate_submission
 from facemask.training.trainer import fit
 

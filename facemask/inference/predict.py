@@ -1,23 +1,34 @@
-"""Load a trained run, predict class probabilities, and write / validate / score submissions."""
+"""Load trained runs, predict class probabilities (with TTA, PyTorch or ONNX Runtime), ensemble them, and write /
+validate / score submissions."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from facemask.config import Config, config_from_dict
 from facemask.data.labels import NUM_CLASSES
 from facemask.data.layout import read_eval, read_train
 from facemask.data.loaders import load_pixels, make_loader
 from facemask.data.transforms import build_transforms
-from facemask.errors import DataError, FacemaskError
+from facemask.errors import ConfigError, DataError, FacemaskError
 from facemask.evaluation.metrics import classification_metrics
+from facemask.inference.tta import parse_tta
 from facemask.models.factory import create_model
-from facemask.training.engine import evaluate, predict_probs
+from facemask.training.engine import evaluate, to_device
 from facemask.utils import atomic_write_text, cpu_count, resolve_device
+
+ENGINES = ("torch", "onnx")
+
+
+def run_dir_of(run: str | Path) -> Path:
+    path = Path(run)
+    return path if path.is_dir() else path.parent
 
 
 def load_run(run: str | Path, checkpoint: str = "best.pt", device: str = "cpu") -> tuple[Config, torch.nn.Module]:
@@ -40,8 +51,7 @@ def load_run(run: str | Path, checkpoint: str = "best.pt", device: str = "cpu") 
     except RuntimeError as err:
         raise FacemaskError(f"checkpoint {ckpt_path} does not fit model {cfg.model.name}: "
                             f"{str(err).splitlines()[0]}") from err
-    dev = resolve_device(device)
-    model = model.to(dev).eval()
+    model = model.to(resolve_device(device)).eval()
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     torch.set_num_threads(cfg.train.threads or cpu_count())
@@ -56,41 +66,95 @@ def _pixels(files, cfg: Config, progress: bool):
     return pixels
 
 
-def _run_dir(run: str | Path) -> Path:
-    path = Path(run)
-    return path if path.is_dir() else path.parent
+@torch.inference_mode()
+def run_probs(run: str | Path, files: Sequence[str], tta: str | None = None, engine: str = "torch",
+              checkpoint: str = "best.pt", device: str = "cpu", progress: bool = True) -> np.ndarray:
+    """Class probabilities (N, 18) of one run for ``files``, averaged over the TTA views."""
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+    views = parse_tta(tta)
+    cfg, model = load_run(run, checkpoint, device)
+    dev = resolve_device(device)
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    if engine == "onnx":
+        from facemask.inference.export import ONNX_NAME, OnnxEngine
+
+        forward = OnnxEngine(run_dir_of(run) / ONNX_NAME, cfg.train.threads)
+    else:
+        def forward(images: torch.Tensor) -> torch.Tensor:
+            return model(to_device(images, dev, cfg.train.channels_last))
+    _, eval_tf = build_transforms(cfg.data.augment)
+    loader = make_loader(files, None, cfg.data, eval_tf, _pixels(files, cfg, progress),
+                         batch_size=cfg.data.batch_size * 2)
+    out = []
+    for images, _ in tqdm(loader, desc=f"predict {run_dir_of(run).name}", unit="batch", disable=not progress,
+                          leave=False):
+        probs = sum(forward(view(images)).float().softmax(1).cpu() for _, view in views)
+        out.append(probs / len(views))
+    return torch.cat(out).numpy()
+
+
+def combine(probs: Sequence[np.ndarray], vote: str = "soft", weights: Sequence[float] | None = None) -> np.ndarray:
+    """Ensemble scores (N, 18) whose argmax is the answer.
+
+    soft: weighted mean of probabilities. hard: each run votes for its top class with its weight; ties are broken
+    by the summed (weighted) probability.
+    """
+    weights = np.ones(len(probs)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if len(weights) != len(probs):
+        raise ConfigError(f"--weights has {len(weights)} values for {len(probs)} runs")
+    if (weights < 0).any() or weights.sum() <= 0:
+        raise ConfigError("--weights must be non-negative and not all zero")
+    weights = weights / weights.sum()
+    mean = sum(w * p for w, p in zip(weights, probs))
+    if vote == "soft":
+        return mean
+    if vote == "hard":
+        votes = sum(w * np.eye(NUM_CLASSES)[p.argmax(1)] for w, p in zip(weights, probs))
+        return votes + mean * 1e-6  # probabilities only decide between classes with equal votes
+    raise ConfigError(f"unknown vote {vote!r} (known: soft, hard)")
+
+
+def predict_folder(runs: Sequence[str | Path], data: str, tta: str | None = None, engine: str = "torch",
+                   vote: str = "soft", weights: Sequence[float] | None = None, checkpoint: str = "best.pt",
+                   device: str = "cpu", progress: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
+    """(info.csv rows, ensemble scores (N, 18)) for an eval folder (info.csv + images/)."""
+    info, table = read_eval(data)
+    probs = [run_probs(run, table["file"].tolist(), tta, engine, checkpoint, device, progress) for run in runs]
+    return info, combine(probs, vote, weights)
+
+
+def save_probs(image_ids: Sequence[str], probs: np.ndarray, path: str | Path) -> None:
+    """Per-image class probabilities: ImageID, p0..p17 (for ensembling later without re-running models)."""
+    frame = pd.DataFrame(probs, columns=[f"p{i}" for i in range(NUM_CLASSES)])
+    frame.insert(0, "ImageID", list(image_ids))
+    atomic_write_text(Path(path), frame.to_csv(index=False, float_format="%.7g"))
 
 
 def evaluate_run(run: str | Path, data: str | None = None, checkpoint: str = "best.pt", device: str = "cpu",
                  progress: bool = True) -> dict:
     """Metrics of a run's checkpoint on its validation people (default) or on every image of ``data``."""
     cfg, model = load_run(run, checkpoint, device)
-    samples = read_train(data or cfg.data.root, cfg.data.age_thresholds)
-    if data is None:
-        split = pd.read_csv(_run_dir(run) / "split.csv", dtype=str)
-        samples = samples[samples["person"].isin(set(split.loc[split.side == "val", "person"]))]
-        samples = samples.reset_index(drop=True)
-        if samples.empty:
-            raise DataError(f"none of the validation people of {run} are in {cfg.data.root}")
+    samples = validation_samples(run, cfg) if data is None else read_train(data, cfg.data.age_thresholds)
     _, eval_tf = build_transforms(cfg.data.augment)
-    pixels = _pixels(samples["file"], cfg, progress)
-    loader = make_loader(samples["file"], samples["label"], cfg.data, eval_tf, pixels,
+    loader = make_loader(samples["file"], samples["label"], cfg.data, eval_tf, _pixels(samples["file"], cfg, progress),
                          batch_size=cfg.data.batch_size * 2)
     metrics, _ = evaluate(model, loader, resolve_device(device), cfg.train.channels_last, progress)
-    return {"run": str(_run_dir(run)), "checkpoint": checkpoint, "data": data or f"{cfg.data.root} (val split)",
+    return {"run": str(run_dir_of(run)), "checkpoint": checkpoint, "data": data or f"{cfg.data.root} (val split)",
             **metrics}
 
 
-def predict_folder(run: str | Path, data: str, checkpoint: str = "best.pt", device: str = "cpu",
-                   progress: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
-    """(info.csv rows, probabilities (N, 18)) for an eval folder (info.csv + images/)."""
-    cfg, model = load_run(run, checkpoint, device)
-    info, table = read_eval(data)
-    _, eval_tf = build_transforms(cfg.data.augment)
-    pixels = _pixels(table["file"], cfg, progress)
-    loader = make_loader(table["file"], None, cfg.data, eval_tf, pixels, batch_size=cfg.data.batch_size * 2)
-    probs, _ = predict_probs(model, loader, resolve_device(device), cfg.train.channels_last, progress)
-    return info, probs
+def validation_samples(run: str | Path, cfg: Config | None = None) -> pd.DataFrame:
+    """The images of a run's validation people (from its split.csv), labelled with the true age rule."""
+    if cfg is None:
+        cfg = config_from_dict(torch.load(run_dir_of(run) / "best.pt", map_location="cpu",
+                                          weights_only=True)["config"])
+    samples = read_train(cfg.data.root, cfg.data.age_thresholds)
+    split = pd.read_csv(run_dir_of(run) / "split.csv", dtype=str)
+    samples = samples[samples["person"].isin(set(split.loc[split.side == "val", "person"]))].reset_index(drop=True)
+    if samples.empty:
+        raise DataError(f"none of the validation people of {run} are in {cfg.data.root}")
+    return samples
 
 
 def validate_submission(submission: pd.DataFrame, info: pd.DataFrame, name: str = "submission",
@@ -119,8 +183,16 @@ def validate_submission(submission: pd.DataFrame, info: pd.DataFrame, name: str 
     answers = pd.to_numeric(submission["ans"], errors="coerce")
     bad = submission["ans"][answers.isna() | (answers % 1 != 0) | (answers < 0) | (answers >= NUM_CLASSES)]
     if len(bad):
-        problems.append(f"{name}: ans {bad.iloc[0]!r} (row {bad.index[0] + 1}) is not a class 0..{NUM_CLASSES - 1}")
+        value, row = str(bad.iloc[0]), bad.index[0] + 1
+        problems.append(f"{name}: ans {value!r} (row {row}) is not a class 0..{NUM_CLASSES - 1}")
     return problems
+
+
+def read_csv_file(path: str | Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype={"ImageID": str}, keep_default_na=False)
+    except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read {path}: {str(err).splitlines()[0]}") from err
 
 
 def write_submission(info: pd.DataFrame, labels: np.ndarray, path: str | Path) -> pd.DataFrame:
@@ -136,13 +208,7 @@ def write_submission(info: pd.DataFrame, labels: np.ndarray, path: str | Path) -
 
 def score_submission(submission_path: str | Path, answers_path: str | Path) -> dict:
     """Metrics of a submission against an answers file (both ImageID,ans), matched by ImageID."""
-    frames = []
-    for path in (submission_path, answers_path):
-        try:
-            frames.append(pd.read_csv(path, dtype={"ImageID": str}, keep_default_na=False))
-        except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-            raise DataError(f"cannot read {path}: {str(err).splitlines()[0]}") from err
-    submission, answers = frames
+    submission, answers = read_csv_file(submission_path), read_csv_file(answers_path)
     problems = validate_submission(submission, answers, str(submission_path), check_order=False)
     if problems:
         raise DataError(problems[0])

@@ -1,0 +1,156 @@
+"""Ensembles, TTA, saved probabilities, ONNX export/engine, submission validation, ensemble-search."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from facemask.cli import main
+from facemask.inference.ensemble import search_weights, simplex_grid
+from facemask.inference.predict import combine, read_csv_file, run_probs, validate_submission
+from facemask.inference.tta import parse_tta
+from facemask.training.trainer import fit
+
+
+@pytest.fixture(scope="module")
+def two_runs(demo_root, tmp_path_factory):
+    """Two runs that differ in model and input size, trained on the same people split."""
+    from facemask.config import load_config
+
+    out = tmp_path_factory.mktemp("inference")
+    common = [f"data.root={demo_root / 'train'}", f"train.output_dir={out / 'runs'}",
+              f"data.cache_dir={out / 'cache'}", "data.val_fraction=0.34", "train.epochs=2"]
+    a = fit(load_config("configs/tiny.yaml", common + ["train.name=a"]))
+    b = fit(load_config("configs/tiny.yaml", common + ["train.name=b", "model.name=test_resnet",
+                                                        "data.height=56", "data.width=40", "optim.lr=3e-3"]))
+    return a, b
+
+
+def _eval_files(demo_root):
+    info = pd.read_csv(demo_root / "eval" / "info.csv", dtype=str)
+    return info, [str(demo_root / "eval" / "images" / i) for i in info.ImageID]
+
+
+def test_soft_and_hard_ensembles_with_weights(two_runs, demo_root, tmp_path):
+    info, files = _eval_files(demo_root)
+    pa, pb = (run_probs(run, files, progress=False) for run in two_runs)
+    out = tmp_path / "sub.csv"
+    probs_out = tmp_path / "probs.csv"
+    assert main(["predict", *map(str, two_runs), "--data", str(demo_root / "eval"), "--out", str(out),
+                 "--weights", "3", "1", "--save-probs", str(probs_out), "-q"]) == 0
+    saved = read_csv_file(probs_out)
+    expected = 0.75 * pa + 0.25 * pb
+    np.testing.assert_allclose(saved[[f"p{i}" for i in range(18)]].to_numpy(), expected, atol=1e-6)
+    submission = read_csv_file(out)
+    assert submission.ImageID.tolist() == info.ImageID.tolist()
+    np.testing.assert_array_equal(submission.ans.to_numpy(), expected.argmax(1))
+    assert main(["predict", *map(str, two_runs), "--data", str(demo_root / "eval"), "--out", str(out),
+                 "--vote", "hard", "-q"]) == 0
+    np.testing.assert_array_equal(read_csv_file(out).ans.to_numpy(), combine([pa, pb], "hard").argmax(1))
+
+
+def test_hard_vote_majority_and_tie_break():
+    one_hot = np.eye(18)
+    a = 0.6 * one_hot[[1, 2]] + 0.4 / 18
+    b = 0.9 * one_hot[[1, 3]] + 0.1 / 18
+    c = 0.5 * one_hot[[4, 5]] + 0.5 / 18
+    scores = combine([a, b, c], "hard")
+    assert scores.argmax(1)[0] == 1  # two votes beat one
+    assert scores.argmax(1)[1] == 3  # one vote each: the most confident run's class wins the tie
+    assert combine([a, b, c], "hard", [1, 1, 3]).argmax(1)[0] == 4  # weights count as votes
+
+
+def test_tta_flip_averages_original_and_mirrored(two_runs, demo_root):
+    from facemask.data.images import load_image
+    from facemask.inference.predict import load_run
+
+    run = two_runs[0]
+    _, files = _eval_files(demo_root)
+    files = files[:4]
+    with_tta = run_probs(run, files, tta="flip", progress=False)
+    cfg, model = load_run(run)
+    images = torch.stack([torch.from_numpy(load_image(f, (cfg.data.height, cfg.data.width))).permute(2, 0, 1)
+                          for f in files])
+    with torch.no_grad():
+        manual = (model(images).softmax(1) + model(torch.flip(images, dims=[-1])).softmax(1)) / 2
+    np.testing.assert_allclose(with_tta, manual.numpy(), atol=1e-5)
+    assert not np.allclose(with_tta, run_probs(run, files, progress=False), atol=1e-5)
+    assert [name for name, _ in parse_tta("flip,scale:1.2,zoom:0.9")] == ["original", "flip", "scale:1.2",
+                                                                            "zoom:0.9"]
+    assert run_probs(run, files, tta="scale:1.25,zoom:0.8", progress=False).shape == (4, 18)
+
+
+@pytest.mark.parametrize("spec", ["spin", "scale:-1", "zoom:2", "flip:3"])
+def test_bad_tta_names_the_view(spec):
+    from facemask.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown TTA view"):
+        parse_tta(spec)
+
+
+def test_onnx_agrees_with_pytorch(two_runs, demo_root, tmp_path):
+    run = two_runs[0]
+    assert main(["export", str(run)]) == 0
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["input"]["height"] == 64 and meta["input"]["range"] == [0, 255] and len(meta["output"]["classes"]) == 18
+    _, files = _eval_files(demo_root)
+    torch_probs = run_probs(run, files, tta="flip", progress=False)
+    onnx_probs = run_probs(run, files, tta="flip", engine="onnx", progress=False)
+    assert np.abs(torch_probs - onnx_probs).max() < 1e-4
+    subs = []
+    for engine in ("torch", "onnx"):
+        out = tmp_path / f"{engine}.csv"
+        assert main(["predict", str(run), "--data", str(demo_root / "eval"), "--out", str(out), "--engine", engine,
+                     "--tta", "flip", "-q"]) == 0
+        subs.append(read_csv_file(out))
+    pd.testing.assert_frame_equal(*subs)
+
+
+def test_onnx_engine_without_export_is_a_clear_error(two_runs, demo_root, tmp_path, capsys):
+    code = main(["predict", str(two_runs[1]), "--data", str(demo_root / "eval"), "--out", str(tmp_path / "x.csv"),
+                 "--engine", "onnx", "-q"])
+    assert code == 2 and "facemask export" in capsys.readouterr().err
+
+
+def test_validate_reports_each_problem(demo_root, tmp_path, capsys):
+    info = pd.read_csv(demo_root / "eval" / "info.csv", dtype=str)
+    good = info.assign(ans=3)
+    assert validate_submission(good, info) == []
+    swapped = good.iloc[[1, 0, *range(2, len(good))]]
+    assert "not in info.csv's order (row 1" in validate_submission(swapped, info)[0]
+    short = good.iloc[1:]
+    problems = validate_submission(short, info)
+    assert any("rows, info.csv has" in p for p in problems) and any("are missing" in p for p in problems)
+    bad_label = good.assign(ans=[18] + [0] * (len(good) - 1))
+    assert "ans '18' (row 1) is not a class 0..17" in validate_submission(bad_label, info)[0]
+    renamed = good.assign(ImageID=["x.jpg"] + good.ImageID.tolist()[1:])
+    assert any("not in info.csv, e.g. x.jpg" in p for p in validate_submission(renamed, info))
+    path = tmp_path / "s.csv"
+    bad_label.to_csv(path, index=False)
+    assert main(["validate", str(path), "--info", str(demo_root / "eval" / "info.csv")]) == 1
+    assert "is not a class" in capsys.readouterr().out
+
+
+def test_weight_search_finds_the_weighting_that_helps():
+    assert len(simplex_grid(3, 0.5)) == 6 and all(abs(w.sum() - 1) < 1e-9 for w in simplex_grid(3, 0.1))
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 18, 400)
+    good = np.eye(18)[np.where(rng.random(400) < 0.8, labels, rng.integers(0, 18, 400))] * 0.5 + 0.5 / 18
+    noise = rng.dirichlet(np.ones(18), 400)
+    weights, f1 = search_weights([noise, good], labels)
+    assert weights[1] > weights[0]
+    from facemask.evaluation.metrics import macro_f1
+
+    assert f1 >= max(macro_f1(labels, good.argmax(1)), macro_f1(labels, noise.argmax(1)))
+
+
+def test_ensemble_search_cli(two_runs, tmp_path, capsys):
+    out = tmp_path / "ens.json"
+    assert main(["ensemble-search", *map(str, two_runs), "--out", str(out), "-q"]) == 0
+    result = json.loads(out.read_text())
+    assert abs(sum(result["weights"]) - 1) < 1e-9 and len(result["single_macro_f1"]) == 2
+    assert result["gain_over_best_single"] == pytest.approx(result["ensemble_macro_f1"] -
+                                                            max(result["single_macro_f1"]))
+    assert result["gain_over_best_single"] >= 0
+    assert "gain over the best single run" in capsys.readouterr().out
