@@ -27,6 +27,7 @@ demo: $(STAMP) $(DEMO)/train/train.csv
 	echo "demo run: $$run"
 
 test: $(STAMP)
+	$(BIN)/ruff check facemask tests benchmarks
 	$(BIN)/python -m pytest -q
 
 clean:
