@@ -19,7 +19,7 @@ from tqdm import tqdm
 from facemask.errors import DataError
 from facemask.utils import atomic_write_text, cpu_count
 
-CACHE_VERSION = 1  # bump when decoding or resizing changes, so old caches are not reused
+CACHE_VERSION = 2  # bump when decoding or resizing changes, so old caches are not reused
 
 
 def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
