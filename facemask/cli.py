@@ -92,6 +92,32 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {out} and {out.with_suffix('.json')}")
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from facemask.evaluation.report import make_report
+
+    print(f"wrote {make_report(args.run)}")
+
+
+def cmd_runs(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from facemask.tracking import diff_runs, list_runs
+
+    if args.diff:
+        changed = diff_runs(*args.diff, uri=args.uri, experiment=args.experiment)
+        if not changed:
+            print("the two runs have the same config")
+        for key, a, b in changed:
+            print(f"{key}: {a} -> {b}")
+        return
+    table = list_runs(args.uri, args.experiment)
+    if table.empty:
+        print("no runs yet")
+        return
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
+        print(table.to_string(index=False))
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from facemask.inference.predict import read_csv_file, validate_submission
 
@@ -170,6 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="default: RUN/model.onnx")
     p.add_argument("--checkpoint", default="best.pt")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="write RUN/report.html (+ PNGs): curves, F1, confusion matrices, errors")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("runs", help="table of tracked runs, best validation macro F1 first; --diff A B")
+    p.add_argument("--uri", help="tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db here)")
+    p.add_argument("--experiment", default="facemask")
+    p.add_argument("--diff", nargs=2, metavar=("A", "B"), help="config keys that differ between two runs")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("validate", help="check a submission against info.csv (rows, order, ids, labels)")
     p.add_argument("submission")

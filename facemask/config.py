@@ -74,6 +74,16 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 chooses from the CPU count
     channels_last: bool = True  # memory format measured faster for these CNNs on CPU and GPU
     progress: bool = True  # tqdm bars
+    report: bool = True  # write report.html (+ PNGs) at the end of training
+
+
+@dataclass
+class TrackConfig:
+    mlflow: bool = True  # log params, per-epoch metrics and artifacts to MLflow
+    uri: str = ""  # tracking URI; empty = $MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the working folder
+    experiment: str = "facemask"
+    log_checkpoint: bool = False  # also upload best.pt as an artifact
+    tensorboard: bool = False  # also write TensorBoard event files to RUN/tensorboard
 
 
 @dataclass
@@ -84,6 +94,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -28,6 +28,7 @@ from facemask.data.split import split_by_person
 from facemask.data.transforms import build_transforms
 from facemask.errors import ConfigError, DataError, FacemaskError, TrainingInterrupted
 from facemask.models.factory import create_model
+from facemask.tracking import Tracker
 from facemask.training.engine import EpochProgress, evaluate, train_one_epoch
 from facemask.training.losses import create_loss
 from facemask.training.optim import check_names, create_optimizer, create_scheduler
@@ -170,6 +171,20 @@ def _fit(cfg: Config | None, resume: str | Path | None, on_step, stop: StopFlag)
                           pd.DataFrame(bad, columns=["file", "problem"]).to_csv(index=False))
         log.warning("skipped %d images that cannot be decoded (listed in %s)", len(bad),
                     run_dir / "skipped_images.csv")
+    tracker = Tracker(cfg.track, run_dir, cfg.to_dict(), resume=state is not None)
+    try:
+        return _train(cfg, state, run_dir, samples, train_df, val_df, pixels, model, device, tracker, on_step, stop)
+    except TrainingInterrupted:
+        tracker.stop("KILLED")
+        raise
+    except BaseException:
+        tracker.stop("FAILED")
+        raise
+
+
+def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame, train_df: pd.DataFrame,
+           val_df: pd.DataFrame, pixels, model: torch.nn.Module, device: torch.device, tracker: Tracker, on_step,
+           stop: StopFlag) -> Path:
     log.info("run %s: %d train images (%d people), %d val images (%d people)", run_dir, len(train_df),
              train_df.person.nunique(), len(val_df), val_df.person.nunique())
 
@@ -234,6 +249,7 @@ def _fit(cfg: Config | None, resume: str | Path | None, on_step, stop: StopFlag)
                "epoch_seconds": progress.seconds,
                "train_images_per_second": progress.seen / progress.seconds if progress.seconds else 0.0}
         rows.append(row)
+        tracker.log_epoch(row)
         atomic_write_text(run_dir / "metrics.csv",
                           pd.DataFrame(rows, columns=metric_columns()).to_csv(index=False))
         if sign * row[metric] > best_score:
@@ -253,4 +269,9 @@ def _fit(cfg: Config | None, resume: str | Path | None, on_step, stop: StopFlag)
     summary = {"run": str(run_dir), "split": "val", "checkpoint": "best.pt", "epoch": best_epoch,
                "train_seconds": time.perf_counter() - start, **best_val}
     atomic_write_text(run_dir / "eval.json", json.dumps(summary, indent=2))
+    if cfg.train.report:
+        from facemask.evaluation.report import make_report
+
+        log.info("report: %s", make_report(run_dir))
+    tracker.finish(summary)
     return run_dir
