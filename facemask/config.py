@@ -23,7 +23,13 @@ class DataConfig:
     age_thresholds: list[int] = field(default_factory=lambda: [30, 60])  # age < 30 | 30..59 | >= 60
     height: int = 128  # network input size (images are 384x512, i.e. 3:4 portrait)
     width: int = 96
-    augment: str = "flip"  # augmentation preset by name (see facemask.data.transforms.PRESETS)
+    augment: str = "flip"  # augmentation presets by name, comma-separated (see facemask.data.transforms.PRESETS)
+    sampler: str = "none"  # none | weighted (inverse class frequency) | imbalanced (equal count per class)
+    train_age_thresholds: list[int] | None = None  # age groups for *training* labels (e.g. [30, 58]); eval: true rule
+    drop_ages: list[int] = field(default_factory=list)  # ages left out of training (e.g. [27, 28, 29, 57, 58, 59])
+    corrections: str = ""  # CSV of label corrections: id[,gender][,age][,swap_incorrect_normal]
+    fold: int = -1  # >= 0: validate on this person-level fold of data.folds instead of data.val_fraction
+    folds: int = 5
     batch_size: int = 32
     num_workers: int = -1  # DataLoader workers; -1 chooses from the CPU count
     cache: bool = True  # decode + resize each image once into a memory-mapped uint8 array
@@ -34,17 +40,49 @@ class DataConfig:
 
 
 @dataclass
+class AugConfig:
+    """Parameters of the augmentation presets (each used only when its preset is listed in data.augment)."""
+
+    flip_p: float = 0.5  # flip
+    crop_height: int = 320  # centercrop: the baseline's centre crop of the 384x512 photo, in source pixels
+    crop_width: int = 256
+    degrees: float = 10.0  # affine: rotation, translation (fraction), scale range, shear (degrees)
+    translate: float = 0.08
+    scale: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    shear: float = 8.0
+    brightness: float = 0.3  # colour / contrast
+    contrast: float = 0.3
+    saturation: float = 0.3
+    hue: float = 0.05
+    grayscale_p: float = 0.2  # grayscale (random); always_grayscale converts every image
+    noise_std: float = 8.0  # noise: Gaussian, in 0..255 pixel units
+    erasing_p: float = 0.25  # erasing: random erasing (rectangles)
+    mixup_alpha: float = 0.0  # MixUp beta(alpha, alpha); 0 = off (timm's Mixup)
+    cutmix_alpha: float = 0.0  # CutMix beta(alpha, alpha); 0 = off
+    mix_prob: float = 1.0  # probability that a batch is mixed at all
+    mix_switch_prob: float = 0.5  # with both on: probability of CutMix instead of MixUp
+    halfmix_p: float = 0.0  # the winners' variant: left half of one face joined to the right half of another
+
+
+@dataclass
 class ModelConfig:
     name: str = "efficientnet_lite0"  # any timm backbone name
     pretrained: str = "imagenet-lite"  # imagenet-lite | hub | none | path/to/weights.pt
-    head: str = "linear"  # classifier head by name (see facemask.models.heads.HEADS)
+    head: str = "linear"  # linear | shallow (two layers + dropout) | multi (mask 3 + gender 2 + age 3 heads)
     drop_rate: float = 0.2
+    hidden: int = 512  # width of the shallow head's hidden layer
+    freeze: int = 0  # freeze the backbone's first N stages (stem = stage 1); -1 = the whole backbone
+    melt_epoch: int = 0  # unfreeze at the start of this epoch (1-based); 0 = never
+    melt_patience: int = 0  # or unfreeze when the selection metric has not improved for this many epochs
 
 
 @dataclass
 class LossConfig:
-    name: str = "ce"  # loss by name (see facemask.training.losses.LOSSES)
-    label_smoothing: float = 0.0
+    name: str = "ce"  # ce | focal | label_smoothing | f1 | focal_ls (see facemask.training.losses.LOSSES)
+    label_smoothing: float = 0.0  # epsilon for ce, focal and focal_ls; label_smoothing uses 0.1 when this is 0
+    gamma: float = 2.0  # focal and focal_ls
+    class_weights: str = "none"  # none | inverse (inverse class frequency) | sqrt_inverse
+    head_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])  # multi head: mask, gender, age
 
 
 @dataclass
@@ -53,13 +91,19 @@ class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     momentum: float = 0.9  # SGD-style optimizers only
+    nesterov: bool = True  # sgd only
+    head_lr: float | None = None  # learning rate of the head; None = lr
 
 
 @dataclass
 class SchedConfig:
-    name: str = "cosine"  # none | any timm scheduler name (cosine, step, multistep, plateau, ...)
+    name: str = "cosine"  # none | step | multistep | exponential | cosine | plateau
     warmup_epochs: float = 0.0  # linear warmup, in epochs (fractions allowed)
     min_lr: float = 1e-6
+    decay_epochs: float = 2.0  # step: decay every this many epochs
+    milestones: list[int] = field(default_factory=lambda: [3, 6])  # multistep: epochs at which to decay
+    decay_rate: float = 0.5  # step / multistep / exponential (per epoch) / plateau factor
+    patience: int = 2  # plateau: epochs without improvement of val macro F1 before decaying
 
 
 @dataclass
@@ -75,6 +119,8 @@ class TrainConfig:
     channels_last: bool = True  # memory format measured faster for these CNNs on CPU and GPU
     progress: bool = True  # tqdm bars
     report: bool = True  # write report.html (+ PNGs) at the end of training
+    early_stop: int = 0  # stop when the selection metric has not improved for this many epochs; 0 = off
+    ema_decay: float = 0.0  # keep an EMA of the weights (timm ModelEmaV3), evaluated alongside; 0 = off
 
 
 @dataclass
@@ -89,6 +135,7 @@ class TrackConfig:
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
+    aug: AugConfig = field(default_factory=AugConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -17,10 +17,11 @@ class FaceDataset(Dataset):
 
     def __init__(self, files: Sequence[str], labels: Sequence[int] | None, size: tuple[int, int],
                  transform: Callable[[torch.Tensor], torch.Tensor], pixels: np.ndarray | None = None,
-                 rows: Sequence[int] | None = None):
+                 rows: Sequence[int] | None = None, crop: tuple[int, int] | None = None):
         self.files = list(files)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.size = size
+        self.crop = crop
         self.transform = transform
         self.pixels = pixels
         self.rows = np.arange(len(self.files)) if rows is None else np.asarray(rows)
@@ -34,7 +35,7 @@ class FaceDataset(Dataset):
         else:
             from facemask.data.images import load_image
 
-            array = load_image(self.files[index], self.size)
+            array = load_image(self.files[index], self.size, self.crop)
         return torch.from_numpy(array).permute(2, 0, 1)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:

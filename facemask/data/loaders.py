@@ -6,12 +6,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
-from facemask.config import DataConfig
+from facemask.config import Config, DataConfig
 from facemask.data.dataset import FaceDataset
 from facemask.data.images import build_cache, check_images
-from facemask.data.samplers import EpochSampler
+from facemask.data.transforms import decode_crop
 from facemask.utils import cpu_count
 
 
@@ -27,13 +27,14 @@ def image_size(cfg: DataConfig) -> tuple[int, int]:
     return cfg.height, cfg.width
 
 
-def load_pixels(files: Sequence[str], cfg: DataConfig, progress: bool = True
+def load_pixels(files: Sequence[str], cfg: Config, progress: bool = True
                 ) -> tuple[np.ndarray | None, list[tuple[str, str]]]:
     """(decoded-image cache or None, [(file, problem)]): every image is decoded once up front either way, so a
     bad image is found before training starts, not an hour in."""
-    if not cfg.cache:
-        return None, check_images(list(files), image_size(cfg), progress=progress)
-    return build_cache(list(files), image_size(cfg), cfg.cache_dir or None, progress=progress)
+    crop = decode_crop(cfg.data.augment, cfg.aug)
+    if not cfg.data.cache:
+        return None, check_images(list(files), image_size(cfg.data), progress=progress, crop=crop)
+    return build_cache(list(files), image_size(cfg.data), cfg.data.cache_dir or None, progress=progress, crop=crop)
 
 
 def _ignore_sigint(_worker_id: int) -> None:
@@ -41,14 +42,15 @@ def _ignore_sigint(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def make_loader(files: Sequence[str], labels: Sequence[int] | None, cfg: DataConfig,
+def make_loader(files: Sequence[str], labels: Sequence[int] | None, cfg: Config,
                 transform: Callable, pixels: np.ndarray | None = None, rows: Sequence[int] | None = None,
-                sampler: EpochSampler | None = None, batch_size: int | None = None,
+                sampler: Sampler | None = None, batch_size: int | None = None,
                 pin_memory: bool = False) -> DataLoader:
     """A loader in the table's order, or in ``sampler``'s (training: drop the last partial batch)."""
-    dataset = FaceDataset(files, labels, image_size(cfg), transform, pixels, rows)
-    workers = resolve_workers(cfg)
-    batch_size = batch_size or cfg.batch_size
+    crop = decode_crop(cfg.data.augment, cfg.aug)
+    dataset = FaceDataset(files, labels, image_size(cfg.data), transform, pixels, rows, crop)
+    workers = resolve_workers(cfg.data)
+    batch_size = batch_size or cfg.data.batch_size
     # Own generator: a loader must not draw its base seed from the global RNG, which dropout uses (exact resume).
     generator = torch.Generator().manual_seed(0)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, generator=generator,

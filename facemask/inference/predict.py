@@ -60,7 +60,7 @@ def load_run(run: str | Path, checkpoint: str = "best.pt", device: str = "cpu") 
 
 def _pixels(files, cfg: Config, progress: bool):
     """Decoded images; every image must decode (a prediction needs a row for each)."""
-    pixels, bad = load_pixels(files, cfg.data, progress)
+    pixels, bad = load_pixels(files, cfg, progress)
     if bad:
         raise DataError(f"{bad[0][1]} ({len(bad)} bad images in all)")
     return pixels
@@ -83,8 +83,8 @@ def run_probs(run: str | Path, files: Sequence[str], tta: str | None = None, eng
     else:
         def forward(images: torch.Tensor) -> torch.Tensor:
             return model(to_device(images, dev, cfg.train.channels_last))
-    _, eval_tf = build_transforms(cfg.data.augment)
-    loader = make_loader(files, None, cfg.data, eval_tf, _pixels(files, cfg, progress),
+    _, eval_tf = build_transforms(cfg.data.augment, cfg.aug)
+    loader = make_loader(files, None, cfg, eval_tf, _pixels(files, cfg, progress),
                          batch_size=cfg.data.batch_size * 2)
     out = []
     for images, _ in tqdm(loader, desc=f"predict {run_dir_of(run).name}", unit="batch", disable=not progress,
@@ -136,8 +136,8 @@ def evaluate_run(run: str | Path, data: str | None = None, checkpoint: str = "be
     """Metrics of a run's checkpoint on its validation people (default) or on every image of ``data``."""
     cfg, model = load_run(run, checkpoint, device)
     samples = validation_samples(run, cfg) if data is None else read_train(data, cfg.data.age_thresholds)
-    _, eval_tf = build_transforms(cfg.data.augment)
-    loader = make_loader(samples["file"], samples["label"], cfg.data, eval_tf, _pixels(samples["file"], cfg, progress),
+    _, eval_tf = build_transforms(cfg.data.augment, cfg.aug)
+    loader = make_loader(samples["file"], samples["label"], cfg, eval_tf, _pixels(samples["file"], cfg, progress),
                          batch_size=cfg.data.batch_size * 2)
     metrics, _ = evaluate(model, loader, resolve_device(device), cfg.train.channels_last, progress)
     return {"run": str(run_dir_of(run)), "checkpoint": checkpoint, "data": data or f"{cfg.data.root} (val split)",

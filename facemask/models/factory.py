@@ -30,9 +30,17 @@ class FaceClassifier(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
 
+        self.frozen_norms: list[nn.Module] = []  # BatchNorm layers of a frozen backbone part (facemask.models.freeze)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images.float() - self.mean) / self.std
         return self.head(self.backbone(x))
+
+    def train(self, mode: bool = True) -> "FaceClassifier":
+        super().train(mode)
+        for module in self.frozen_norms:
+            module.eval()
+        return self
 
 
 def _backbone(name: str, pretrained: str) -> nn.Module:
@@ -68,7 +76,7 @@ def create_model(cfg: ModelConfig, mean=None, std=None) -> FaceClassifier:
         raise ConfigError(f"model.pretrained={source!r} is neither {', '.join(PRETRAINED_SOURCES)} nor a file")
     backbone = _backbone(cfg.name, "none" if is_file else source)
     default_mean, default_std = normalization(cfg, backbone)
-    head = create_head(cfg.head, backbone.num_features, NUM_CLASSES, cfg.drop_rate)
+    head = create_head(cfg, backbone.num_features, NUM_CLASSES)
     model = FaceClassifier(backbone, head, mean or default_mean, std or default_std)
     if is_file:
         load_weights_file(model, source)

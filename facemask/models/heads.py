@@ -1,13 +1,19 @@
-"""Classifier heads by name, put on a timm backbone that returns pooled features (``num_classes=0``)."""
+"""Classifier heads by name, put on a timm backbone that returns pooled features (``num_classes=0``).
+
+Every head returns 18 values whose softmax is the class distribution, so evaluation, prediction, ensembles and
+ONNX treat all heads alike. The multi-head returns log p(mask) + log p(gender) + log p(age) for each class.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
+from facemask.config import ModelConfig
 from facemask.errors import ConfigError
 
-HEADS: dict[str, Callable[[int, int, float], nn.Module]] = {}
+HEADS: dict[str, Callable[[int, int, ModelConfig], nn.Module]] = {}
 
 
 def register_head(name: str):
@@ -18,12 +24,44 @@ def register_head(name: str):
 
 
 @register_head("linear")
-def linear_head(in_features: int, num_classes: int, drop_rate: float) -> nn.Module:
-    """Dropout + one linear layer: timm's own classifier."""
-    return nn.Sequential(nn.Dropout(drop_rate), nn.Linear(in_features, num_classes))
+def linear_head(in_features: int, num_classes: int, cfg: ModelConfig) -> nn.Module:
+    """Dropout + one linear layer."""
+    return nn.Sequential(nn.Dropout(cfg.drop_rate), nn.Linear(in_features, num_classes))
 
 
-def create_head(name: str, in_features: int, num_classes: int, drop_rate: float) -> nn.Module:
-    if name not in HEADS:
-        raise ConfigError(f"unknown option model.head={name!r} (known: {', '.join(sorted(HEADS))})")
-    return HEADS[name](in_features, num_classes, drop_rate)
+@register_head("shallow")
+def shallow_head(in_features: int, num_classes: int, cfg: ModelConfig) -> nn.Module:
+    """Two layers: linear -> ReLU -> dropout -> linear."""
+    return nn.Sequential(nn.Dropout(cfg.drop_rate), nn.Linear(in_features, cfg.hidden), nn.ReLU(inplace=True),
+                         nn.Dropout(cfg.drop_rate), nn.Linear(cfg.hidden, num_classes))
+
+
+class MultiHead(nn.Module):
+    """Separate mask (3), gender (2) and age (3) classifiers joined into 18 joint log-probabilities."""
+
+    def __init__(self, in_features: int, drop_rate: float):
+        super().__init__()
+        self.drop = nn.Dropout(drop_rate)
+        self.mask = nn.Linear(in_features, 3)
+        self.gender = nn.Linear(in_features, 2)
+        self.age = nn.Linear(in_features, 3)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = self.drop(features)
+        mask = self.mask(x).log_softmax(1)[:, :, None, None]
+        gender = self.gender(x).log_softmax(1)[:, None, :, None]
+        age = self.age(x).log_softmax(1)[:, None, None, :]
+        return (mask + gender + age).flatten(1)  # class = mask*6 + gender*3 + age
+
+
+@register_head("multi")
+def multi_head(in_features: int, num_classes: int, cfg: ModelConfig) -> nn.Module:
+    if num_classes != 18:
+        raise ConfigError("model.head=multi needs the 18 mask x gender x age classes")
+    return MultiHead(in_features, cfg.drop_rate)
+
+
+def create_head(cfg: ModelConfig, in_features: int, num_classes: int) -> nn.Module:
+    if cfg.head not in HEADS:
+        raise ConfigError(f"unknown option model.head={cfg.head!r} (known: {', '.join(sorted(HEADS))})")
+    return HEADS[cfg.head](in_features, num_classes, cfg)

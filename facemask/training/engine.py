@@ -64,7 +64,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, op
                     scheduler, device: torch.device, epoch: int, progress: EpochProgress,
                     updates_per_epoch: int, channels_last: bool = True, show_progress: bool = True,
                     should_stop: Callable[[], bool] = lambda: False,
-                    on_step: Callable[[int], None] | None = None) -> bool:
+                    on_step: Callable[[int], None] | None = None, mixer=None, ema=None) -> bool:
     """Continue ``progress`` through ``loader`` (which starts at batch ``progress.step``); True when the epoch is
     complete, False when ``should_stop()`` ended it early. The scheduler is stepped per iteration."""
     model.train()
@@ -78,8 +78,11 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, op
     for images, labels in bar:
         images = to_device(images, device, channels_last)
         labels = labels.to(device, non_blocking=True)
+        targets = labels
+        if mixer is not None and mixer.active:
+            images, targets = mixer(images, labels)
         logits = model(images)
-        loss = loss_fn(logits, labels)
+        loss = loss_fn(logits, targets)
         recent.append(loss.detach())
         if len(recent) >= check_every:
             losses = torch.stack(recent)
@@ -93,6 +96,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, op
         loss.backward()
         optimizer.step()
         progress.step += 1
+        if ema is not None:
+            ema.update(model, step=epoch * updates_per_epoch + progress.step)
         if scheduler is not None:
             scheduler.step_update(num_updates=epoch * updates_per_epoch + progress.step)
         progress.losses.append(loss.detach().double() * len(labels))

@@ -19,20 +19,32 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from timm.utils import ModelEmaV3
 
 from facemask.config import Config, config_from_dict, save_config
+from facemask.data.corrections import apply_corrections, training_labels
 from facemask.data.layout import read_train
 from facemask.data.loaders import load_pixels, make_loader
 from facemask.data.samplers import EpochSampler
-from facemask.data.split import split_by_person
+from facemask.data.split import kfold_by_person, split_by_person
 from facemask.data.transforms import build_transforms
 from facemask.errors import ConfigError, DataError, FacemaskError, TrainingInterrupted
 from facemask.models.factory import create_model
+from facemask.models.freeze import freeze, melt
 from facemask.tracking import Tracker
 from facemask.training.engine import EpochProgress, evaluate, train_one_epoch
 from facemask.training.losses import create_loss
+from facemask.training.mixing import BatchMixer
 from facemask.training.optim import check_names, create_optimizer, create_scheduler
-from facemask.utils import atomic_torch_save, atomic_write_text, cpu_count, resolve_device, seed_everything
+from facemask.utils import (
+    atomic_torch_save,
+    atomic_write_text,
+    cpu_count,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 
 log = logging.getLogger("facemask")
 CHECKPOINT_FORMAT = 1
@@ -86,9 +98,14 @@ def new_run_dir(cfg: Config) -> Path:
     return run_dir
 
 
-def metric_columns() -> list[str]:
-    return ["epoch", "lr", "train_loss", "train_accuracy", "train_macro_f1", "val_loss", "val_accuracy",
-            "val_macro_f1", "val_mask_f1", "val_gender_f1", "val_age_f1", "epoch_seconds", "train_images_per_second"]
+VAL_METRICS = ("loss", "accuracy", "macro_f1", "mask_f1", "gender_f1", "age_f1")
+
+
+def metric_columns(ema: bool = False) -> list[str]:
+    columns = ["epoch", "lr", "train_loss", "train_accuracy", "train_macro_f1", *(f"val_{m}" for m in VAL_METRICS)]
+    if ema:
+        columns += [f"ema_val_{m}" for m in VAL_METRICS]
+    return columns + ["epoch_seconds", "train_images_per_second"]
 
 
 def check_config(cfg: Config) -> None:
@@ -97,18 +114,26 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(f"option train.select_mode must be max or min, got {cfg.train.select_mode!r}")
     if cfg.train.epochs < 1:
         raise ConfigError(f"option train.epochs must be at least 1, got {cfg.train.epochs}")
-    if len(cfg.data.age_thresholds) != 2 or cfg.data.age_thresholds[0] >= cfg.data.age_thresholds[1]:
-        raise ConfigError(f"option data.age_thresholds must be two increasing ages, got {cfg.data.age_thresholds}")
+    for key, ages in (("age_thresholds", cfg.data.age_thresholds), ("train_age_thresholds",
+                                                                   cfg.data.train_age_thresholds)):
+        if ages is not None and (len(ages) != 2 or ages[0] >= ages[1]):
+            raise ConfigError(f"option data.{key} must be two increasing ages, got {ages}")
     if not 0.0 < cfg.data.val_fraction < 1.0:
         raise ConfigError(f"option data.val_fraction must be between 0 and 1, got {cfg.data.val_fraction}")
-    build_transforms(cfg.data.augment)
-    create_loss(cfg.loss)
+    if cfg.data.fold >= cfg.data.folds or cfg.data.folds < 2:
+        raise ConfigError(f"option data.fold={cfg.data.fold} needs 0 <= fold < data.folds ({cfg.data.folds}, >= 2)")
+    if cfg.data.corrections and not Path(cfg.data.corrections).is_file():
+        raise ConfigError(f"option data.corrections: file {cfg.data.corrections} does not exist")
+    build_transforms(cfg.data.augment, cfg.aug)
+    EpochSampler([0], 0, cfg.data.sampler)
+    create_loss(cfg.loss, multihead=cfg.model.head == "multi")
     check_names(cfg.optim, cfg.sched)
     if cfg.data.on_bad_image not in ("error", "skip"):
         raise ConfigError(f"option data.on_bad_image must be error or skip, got {cfg.data.on_bad_image!r}")
-    if cfg.train.select_metric not in metric_columns()[1:]:
+    columns = metric_columns(ema=cfg.train.ema_decay > 0)[1:]
+    if cfg.train.select_metric not in columns:
         raise ConfigError(f"option train.select_metric={cfg.train.select_metric!r} is not a metrics column "
-                          f"(known: {', '.join(metric_columns()[1:])})")
+                          f"(known: {', '.join(columns)})")
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -118,6 +143,21 @@ def load_checkpoint(path: Path) -> dict:
         raise FacemaskError(f"{path} not found") from err
     except Exception as err:  # noqa: BLE001 - corrupt or foreign file: one clear line
         raise FacemaskError(f"cannot load checkpoint {path}: {str(err).splitlines()[0]}") from err
+
+
+def load_samples(cfg: Config) -> tuple[pd.DataFrame, list[str]]:
+    """The dataset's images with the true age rule and the label corrections applied; (samples, changes)."""
+    samples = read_train(cfg.data.root, cfg.data.age_thresholds)
+    if not cfg.data.corrections:
+        return samples, []
+    return apply_corrections(samples, cfg.data.corrections, cfg.data.age_thresholds)
+
+
+def split_samples(samples: pd.DataFrame, cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Person-level (train, val): a stratified hold-out, or fold ``data.fold`` of ``data.folds``."""
+    if cfg.data.fold >= 0:
+        return list(kfold_by_person(samples, cfg.data.folds, cfg.train.seed))[cfg.data.fold]
+    return split_by_person(samples, cfg.data.val_fraction, cfg.train.seed)
 
 
 def fit(cfg: Config | None = None, resume: str | Path | None = None, on_step=None) -> Path:
@@ -137,19 +177,19 @@ def _fit(cfg: Config | None, resume: str | Path | None, on_step, stop: StopFlag)
         run_dir = Path(resume)
         state = load_checkpoint(run_dir / "last.pt")
         cfg = config_from_dict(state["config"])
-        if state["epoch"] >= cfg.train.epochs and state["progress"] is None:
-            raise FacemaskError(f"run {run_dir} already finished all {cfg.train.epochs} epochs")
+        if state["finished"]:
+            raise FacemaskError(f"run {run_dir} already finished (epoch {state['epoch']} of {cfg.train.epochs})")
     assert cfg is not None
     check_config(cfg)
     device = resolve_device(cfg.train.device)
     torch.set_num_threads(cfg.train.threads or cpu_count())
     seed_everything(cfg.train.seed)
 
-    samples = read_train(cfg.data.root, cfg.data.age_thresholds)
-    train_df, val_df = split_by_person(samples, cfg.data.val_fraction, cfg.train.seed)
+    samples, changes = load_samples(cfg)
+    train_df, val_df = split_samples(samples, cfg)
     if train_df.empty or val_df.empty:
         raise FacemaskError(f"{cfg.data.root}: too few people to hold out data.val_fraction={cfg.data.val_fraction}")
-    pixels, bad = load_pixels(samples["file"], cfg.data, progress=cfg.train.progress)
+    pixels, bad = load_pixels(samples["file"], cfg, progress=cfg.train.progress)
     if bad:
         if cfg.data.on_bad_image == "error":
             raise DataError(f"{bad[0][1]} ({len(bad)} bad images in all; data.on_bad_image=skip leaves them out)")
@@ -171,6 +211,10 @@ def _fit(cfg: Config | None, resume: str | Path | None, on_step, stop: StopFlag)
                           pd.DataFrame(bad, columns=["file", "problem"]).to_csv(index=False))
         log.warning("skipped %d images that cannot be decoded (listed in %s)", len(bad),
                     run_dir / "skipped_images.csv")
+    if changes:
+        atomic_write_text(run_dir / "corrections_applied.txt", "\n".join(changes) + "\n")
+        log.info("label corrections from %s: %d changes (%s)", cfg.data.corrections, len(changes),
+                 "; ".join(changes[:5]) + (" ..." if len(changes) > 5 else ""))
     tracker = Tracker(cfg.track, run_dir, cfg.to_dict(), resume=state is not None)
     try:
         return _train(cfg, state, run_dir, samples, train_df, val_df, pixels, model, device, tracker, on_step, stop)
@@ -185,88 +229,123 @@ def _fit(cfg: Config | None, resume: str | Path | None, on_step, stop: StopFlag)
 def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame, train_df: pd.DataFrame,
            val_df: pd.DataFrame, pixels, model: torch.nn.Module, device: torch.device, tracker: Tracker, on_step,
            stop: StopFlag) -> Path:
+    train_df = training_labels(train_df, cfg.data.train_age_thresholds, cfg.data.drop_ages)
     log.info("run %s: %d train images (%d people), %d val images (%d people)", run_dir, len(train_df),
              train_df.person.nunique(), len(val_df), val_df.person.nunique())
-
     row_of = {f: i for i, f in enumerate(samples["file"])}
-    train_tf, eval_tf = build_transforms(cfg.data.augment)
+    train_tf, eval_tf = build_transforms(cfg.data.augment, cfg.aug)
     pin = device.type == "cuda"
-    sampler = EpochSampler(len(train_df), cfg.train.seed)
-    train_loader = make_loader(train_df["file"], train_df["label"], cfg.data, train_tf, pixels,
+    sampler = EpochSampler(train_df["label"].to_numpy(), cfg.train.seed, cfg.data.sampler)
+    train_loader = make_loader(train_df["file"], train_df["label"], cfg, train_tf, pixels,
                                [row_of[f] for f in train_df["file"]], sampler=sampler, pin_memory=pin)
-    val_loader = make_loader(val_df["file"], val_df["label"], cfg.data, eval_tf, pixels,
+    val_loader = make_loader(val_df["file"], val_df["label"], cfg, eval_tf, pixels,
                              [row_of[f] for f in val_df["file"]], batch_size=cfg.data.batch_size * 2, pin_memory=pin)
     updates_per_epoch = len(train_loader)
 
-    loss_fn = create_loss(cfg.loss)
+    loss_fn = create_loss(cfg.loss, train_df["label"].to_numpy(), multihead=cfg.model.head == "multi")
+    frozen = freeze(model, cfg.model.freeze)
+    if frozen:
+        log.info("frozen: %d backbone tensors (model.freeze=%d)", len(frozen), cfg.model.freeze)
     optimizer = create_optimizer(model, cfg.optim)
     scheduler = create_scheduler(optimizer, cfg.sched, cfg.train.epochs, updates_per_epoch)
+    mixer = BatchMixer(cfg.aug)
+    ema = ModelEmaV3(model, decay=cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     sign = 1.0 if cfg.train.select_mode == "max" else -1.0
     metric = cfg.train.select_metric
-    best_score, best_epoch, best_val, rows = -math.inf, -1, None, []
+    best_score, best_epoch, best_val, rows, melted = -math.inf, -1, None, [], False
     first_epoch, progress = 0, EpochProgress()
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        if ema is not None:
+            ema.module.load_state_dict(state["ema"])
+        set_rng_state(state["rng"], device)
         rows, best_score, best_epoch, best_val = state["rows"], state["best_score"], state["best_epoch"], \
             state["best_val"]
+        melted = state["melted"]
+        if melted:
+            melt(model)
         first_epoch = state["epoch"]
         if state["progress"] is not None:
             progress = EpochProgress.from_state(state["progress"])
         log.info("resuming %s at epoch %d step %d", run_dir, first_epoch + 1, progress.step)
 
-    def save_last(epoch_done: int, partial: EpochProgress | None) -> None:
+    def save_last(epoch_done: int, partial: EpochProgress | None, finished: bool = False) -> None:
         atomic_torch_save({
             "format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": epoch_done, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else {},
-            "rng": {"torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+            "ema": ema.module.state_dict() if ema is not None else None, "rng": rng_state(device),
             "rows": rows, "best_score": best_score, "best_epoch": best_epoch, "best_val": best_val,
+            "melted": melted, "finished": finished,
             "progress": None if partial is None else partial.state_dict(),
             "metrics": rows[-1] if rows else {}}, run_dir / "last.pt")
 
+    def do_melt(reason: str) -> None:
+        nonlocal melted
+        melt(model)
+        melted = True
+        log.info("melted the frozen backbone (%s)", reason)
+
     start = time.perf_counter()
+    stopped_early = False
     for epoch in range(first_epoch, cfg.train.epochs):
+        if frozen and not melted and cfg.model.melt_epoch and epoch + 1 >= cfg.model.melt_epoch:
+            do_melt(f"model.melt_epoch={cfg.model.melt_epoch}")
         sampler.set_epoch(epoch, start=progress.step * cfg.data.batch_size)
         complete = train_one_epoch(model, train_loader, loss_fn, optimizer, scheduler, device, epoch, progress,
-                                   updates_per_epoch, cfg.train.channels_last, cfg.train.progress, stop, on_step)
+                                   updates_per_epoch, cfg.train.channels_last, cfg.train.progress, stop, on_step,
+                                   mixer, ema)
         if not complete:
             save_last(epoch, progress)
             raise TrainingInterrupted(run_dir, stop.signum or signal.SIGINT, epoch, progress.step)
         val, val_probs = evaluate(model, val_loader, device, cfg.train.channels_last, cfg.train.progress)
-        if scheduler is not None:
-            scheduler.step(epoch + 1, val["macro_f1"])
         train_metrics = progress.metrics()
         row = {"epoch": epoch + 1, "lr": progress.lr, "train_loss": progress.loss,
                "train_accuracy": train_metrics["accuracy"], "train_macro_f1": train_metrics["macro_f1"],
-               "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
-               "val_mask_f1": val["mask_f1"], "val_gender_f1": val["gender_f1"], "val_age_f1": val["age_f1"],
-               "epoch_seconds": progress.seconds,
-               "train_images_per_second": progress.seen / progress.seconds if progress.seconds else 0.0}
+               **{f"val_{m}": val[m] for m in VAL_METRICS}}
+        chosen, chosen_probs = model, val_probs
+        if ema is not None:
+            ema_val, ema_probs = evaluate(ema.module, val_loader, device, cfg.train.channels_last, cfg.train.progress)
+            row |= {f"ema_val_{m}": ema_val[m] for m in VAL_METRICS}
+            if metric.startswith("ema_"):
+                chosen, val, chosen_probs = ema.module, ema_val, ema_probs
+        row |= {"epoch_seconds": progress.seconds,
+                "train_images_per_second": progress.seen / progress.seconds if progress.seconds else 0.0}
+        if scheduler is not None:
+            scheduler.step(epoch + 1, row["val_macro_f1"])
         rows.append(row)
         tracker.log_epoch(row)
         atomic_write_text(run_dir / "metrics.csv",
-                          pd.DataFrame(rows, columns=metric_columns()).to_csv(index=False))
+                          pd.DataFrame(rows, columns=metric_columns(ema is not None)).to_csv(index=False))
         if sign * row[metric] > best_score:
             best_score, best_epoch, best_val = sign * row[metric], epoch + 1, val
             atomic_torch_save({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": epoch + 1,
-                               "metrics": row, "model": model.state_dict()}, run_dir / "best.pt")
-            predictions = pd.DataFrame({"file": val_df["file"], "label": val_df["label"],
-                                        "pred": val_probs.argmax(1)})
-            atomic_write_text(run_dir / "val_predictions.csv", predictions.to_csv(index=False))
+                               "metrics": row, "model": chosen.state_dict()}, run_dir / "best.pt")
+            predictions = pd.DataFrame({"file": val_df["file"], "person": val_df["person"], "label": val_df["label"],
+                                        "pred": chosen_probs.argmax(1)})
+            predictions[[f"p{i}" for i in range(chosen_probs.shape[1])]] = chosen_probs
+            atomic_write_text(run_dir / "val_predictions.csv", predictions.to_csv(index=False, float_format="%.6g"))
+        since_best = epoch + 1 - best_epoch
+        if frozen and not melted and cfg.model.melt_patience and since_best >= cfg.model.melt_patience:
+            do_melt(f"{metric} did not improve for {since_best} epochs")
+        stopped_early = bool(cfg.train.early_stop) and since_best >= cfg.train.early_stop
         progress = EpochProgress()
-        save_last(epoch + 1, None)
+        finished = stopped_early or epoch + 1 == cfg.train.epochs
+        save_last(epoch + 1, None, finished)
         log.info("epoch %d/%d  loss %.4f  val macro F1 %.4f  acc %.4f  (mask %.3f gender %.3f age %.3f)  "
-                 "%.0f img/s", epoch + 1, cfg.train.epochs, row["train_loss"], val["macro_f1"], val["accuracy"],
-                 val["mask_f1"], val["gender_f1"], val["age_f1"], row["train_images_per_second"])
-        if stop() and epoch + 1 < cfg.train.epochs:
+                 "%.0f img/s", epoch + 1, cfg.train.epochs, row["train_loss"], row["val_macro_f1"],
+                 row["val_accuracy"], row["val_mask_f1"], row["val_gender_f1"], row["val_age_f1"],
+                 row["train_images_per_second"])
+        if stopped_early:
+            log.info("early stop: %s did not improve for %d epochs (train.early_stop=%d)", metric, since_best,
+                     cfg.train.early_stop)
+            break
+        if stop() and not finished:
             raise TrainingInterrupted(run_dir, stop.signum, epoch + 1, 0)
     summary = {"run": str(run_dir), "split": "val", "checkpoint": "best.pt", "epoch": best_epoch,
+               "epochs_run": len(rows), "stopped_early": stopped_early,
                "train_seconds": time.perf_counter() - start, **best_val}
     atomic_write_text(run_dir / "eval.json", json.dumps(summary, indent=2))
     if cfg.train.report:
