@@ -41,6 +41,16 @@ def cmd_train(args: argparse.Namespace) -> None:
         if args.config or args.overrides:
             raise FacemaskError("--resume continues a run with its saved config; drop -c and the overrides")
         run_dir = fit(resume=args.resume)
+    elif args.folds:
+        from facemask.training.trainer import fit_folds
+
+        parent = fit_folds(load_config(args.config, args.overrides), args.folds)
+        summary = json.loads((parent / "kfold.json").read_text())
+        print(f"{args.folds} folds: validation macro F1 {summary['mean_macro_f1']:.4f} ± {summary['std_macro_f1']:.4f} "
+              f"(folds: {', '.join(f'{s:.4f}' for s in summary['fold_macro_f1'])}); out-of-fold macro F1 "
+              f"{summary['oof']['macro_f1']:.4f} over {summary['oof']['count']} images")
+        print(f"k-fold folder: {parent} (oof.csv, kfold.json, one run per fold)")
+        return
     else:
         run_dir = fit(load_config(args.config, args.overrides))
     summary = json.loads((run_dir / "eval.json").read_text())
@@ -157,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", help="YAML config (default: built-in defaults)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.root=data/train train.epochs=3")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder where it stopped")
+    p.add_argument("--folds", type=int, metavar="K", help="train K runs, one per person-level fold, with OOF output")
     p.set_defaults(func=cmd_train)
 
     common = argparse.ArgumentParser(add_help=False)

@@ -16,7 +16,7 @@ def test_every_option_is_documented_with_its_default():
         for option in dataclasses.fields(values):
             default = getattr(values, option.name)
             key = f"`{section.name}.{option.name}`"
-            line = next((row for row in rows if key in row), None)
+            line = next((row for row in rows if key in row.split("|")[1]), None)
             assert line is not None, f"{key} missing from the README's config reference"
             shown = json.dumps(default) if not isinstance(default, (str, float)) else (
                 f'"{default}"' if default == "" else str(default))

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from facemask.errors import DataError
 from facemask.evaluation.metrics import macro_f1
@@ -38,9 +39,35 @@ def search_weights(probs: Sequence[np.ndarray], labels: np.ndarray, vote: str = 
     return best_weights, best_f1
 
 
+def _report(runs, probs: list[np.ndarray], labels: np.ndarray, vote: str, source: str, tta: str | None) -> dict:
+    singles = [macro_f1(labels, p.argmax(1)) for p in probs]
+    equal = macro_f1(labels, combine(probs, vote).argmax(1))
+    weights, best = search_weights(probs, labels, vote)
+    return {"runs": [str(r) for r in runs], "source": source, "vote": vote, "tta": tta or "", "images": len(labels),
+            "single_macro_f1": singles, "equal_weights_macro_f1": equal, "weights": weights.tolist(),
+            "ensemble_macro_f1": best, "gain_over_best_single": best - max(singles)}
+
+
+def oof_search(kfold_dirs: Sequence[str | Path], vote: str = "soft") -> dict:
+    """Weights picked on the out-of-fold predictions of k-fold runs (``facemask train --folds``)."""
+    frames = [pd.read_csv(Path(d) / "oof.csv") for d in kfold_dirs]
+    common = set(frames[0]["file"])
+    for frame in frames[1:]:
+        common &= set(frame["file"])
+    if not common:
+        raise DataError("the k-fold runs share no out-of-fold images")
+    frames = [f[f["file"].isin(common)].sort_values("file").reset_index(drop=True) for f in frames]
+    columns = [f"p{i}" for i in range(18)]
+    return _report(kfold_dirs, [f[columns].to_numpy() for f in frames], frames[0]["label"].to_numpy(), vote,
+                   "out-of-fold", None)
+
+
 def ensemble_search(runs: Sequence[str | Path], tta: str | None = None, engine: str = "torch", vote: str = "soft",
                     device: str = "cpu", progress: bool = True) -> dict:
-    """Weights for ``runs`` picked on the validation images they all held out; the gain over the best run."""
+    """Weights for ``runs`` picked on the validation images they all held out (or, for k-fold folders, on their
+    out-of-fold predictions); the gain over the best single run."""
+    if all((Path(r) / "oof.csv").is_file() for r in runs):
+        return oof_search(runs, vote)
     samples = None
     for run in runs:
         val = validation_samples(run)
@@ -50,9 +77,4 @@ def ensemble_search(runs: Sequence[str | Path], tta: str | None = None, engine: 
                         "train.seed and data.val_fraction)")
     files, labels = samples["file"].tolist(), samples["label"].to_numpy()
     probs = [run_probs(run, files, tta, engine, device=device, progress=progress) for run in runs]
-    singles = [macro_f1(labels, p.argmax(1)) for p in probs]
-    equal = macro_f1(labels, combine(probs, vote).argmax(1))
-    weights, best = search_weights(probs, labels, vote)
-    return {"runs": [str(r) for r in runs], "vote": vote, "tta": tta or "", "images": len(files),
-            "single_macro_f1": singles, "equal_weights_macro_f1": equal, "weights": weights.tolist(),
-            "ensemble_macro_f1": best, "gain_over_best_single": best - max(singles)}
+    return _report(runs, probs, labels, vote, "validation", tta)

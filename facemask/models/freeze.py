@@ -23,9 +23,10 @@ def freeze(model: nn.Module, stages: int) -> list[str]:
     groups = backbone_stages(model.backbone)
     if stages > len(groups):
         raise ConfigError(f"option model.freeze={stages}: {type(model.backbone).__name__} has {len(groups)} stages")
-    names = {n for group in (groups if stages < 0 else groups[:stages]) for n in group}
     if stages < 0:
         names = {n for n, _ in model.backbone.named_parameters()}
+    else:
+        names = {n for group in groups[:stages] for n in group}
     for name, param in model.backbone.named_parameters():
         if name in names:
             param.requires_grad_(False)

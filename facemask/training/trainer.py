@@ -7,6 +7,8 @@ a resumed run ends with the same metrics and weights as an uninterrupted one.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
 import math
@@ -17,6 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from timm.utils import ModelEmaV3
@@ -243,10 +246,10 @@ def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame
     updates_per_epoch = len(train_loader)
 
     loss_fn = create_loss(cfg.loss, train_df["label"].to_numpy(), multihead=cfg.model.head == "multi")
+    optimizer = create_optimizer(model, cfg.optim)  # before freezing: frozen tensors must be there when melted
     frozen = freeze(model, cfg.model.freeze)
     if frozen:
         log.info("frozen: %d backbone tensors (model.freeze=%d)", len(frozen), cfg.model.freeze)
-    optimizer = create_optimizer(model, cfg.optim)
     scheduler = create_scheduler(optimizer, cfg.sched, cfg.train.epochs, updates_per_epoch)
     mixer = BatchMixer(cfg.aug)
     ema = ModelEmaV3(model, decay=cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
@@ -354,3 +357,31 @@ def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame
         log.info("report: %s", make_report(run_dir))
     tracker.finish(summary)
     return run_dir
+
+
+def fit_folds(cfg: Config, folds: int) -> Path:
+    """Train one run per person-level fold into ``<output_dir>/<name>-kfold-<time>/`` and write ``oof.csv``
+    (every training image predicted by the fold model that did not see it) and ``kfold.json`` (fold macro F1,
+    mean ± std, and the out-of-fold macro F1 over the whole training set)."""
+    if folds < 2:
+        raise ConfigError(f"--folds must be at least 2, got {folds}")
+    parent = new_run_dir(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, name=f"{cfg.train.name}-kfold")))
+    runs, frames = [], []
+    for fold in range(folds):
+        fold_cfg = copy.deepcopy(cfg)
+        fold_cfg.data.fold, fold_cfg.data.folds = fold, folds
+        fold_cfg.train.name, fold_cfg.train.output_dir = f"{cfg.train.name}-fold{fold}", str(parent)
+        log.info("fold %d/%d", fold + 1, folds)
+        run = fit(fold_cfg)
+        runs.append(run)
+        frames.append(pd.read_csv(run / "val_predictions.csv").assign(fold=fold))
+    oof = pd.concat(frames, ignore_index=True)
+    atomic_write_text(parent / "oof.csv", oof.to_csv(index=False, float_format="%.6g"))
+    scores = [json.loads((run / "eval.json").read_text())["macro_f1"] for run in runs]
+    from facemask.evaluation.metrics import classification_metrics
+
+    summary = {"runs": [str(r) for r in runs], "fold_macro_f1": scores, "mean_macro_f1": float(np.mean(scores)),
+               "std_macro_f1": float(np.std(scores)),
+               "oof": classification_metrics(oof["label"].to_numpy(), oof["pred"].to_numpy())}
+    atomic_write_text(parent / "kfold.json", json.dumps(summary, indent=2))
+    return parent
