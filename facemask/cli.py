@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -53,9 +54,22 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
     else:
         run_dir = fit(load_config(args.config, args.overrides))
+    if int(os.environ.get("RANK", "0")) > 0:
+        return
     summary = json.loads((run_dir / "eval.json").read_text())
     _print_metrics(f"best epoch {summary['epoch']} on validation", summary)
     print(f"run folder: {run_dir}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from facemask.config import load_config
+    from facemask.training.sweep import sweep
+
+    result = sweep(load_config(args.config, args.overrides), args.space, args.trials, args.study, args.storage,
+                   args.seed, args.out)
+    print(f"study {result['study']}: {result['trials']} trials ({result['completed']} completed, "
+          f"{result['pruned']} pruned); best {result['best_value']:.4f} with {result['best_params']}")
+    print(f"best config: {result['best_config']} (facemask train -c {result['best_config']})")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -170,6 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, metavar="K", help="train K runs, one per person-level fold, with OOF output")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("sweep", help="Optuna study over a search space; each trial a tracked run")
+    p.add_argument("-c", "--config", help="base YAML config")
+    p.add_argument("overrides", nargs="*", help="dotted overrides of the base config")
+    p.add_argument("--space", required=True, help="YAML: config.key: {type: float|int|categorical, ...}")
+    p.add_argument("--trials", type=int, default=10, help="trials to add in this invocation")
+    p.add_argument("--study", default="facemask-sweep", help="study name (re-running continues it)")
+    p.add_argument("--storage", help="default sqlite:///<study>.db; journal:PATH, or a PostgreSQL/MySQL URL")
+    p.add_argument("--seed", type=int, default=0, help="TPE sampler seed")
+    p.add_argument("--out", help="best config YAML (default <study>-best.yaml)")
+    p.set_defaults(func=cmd_sweep)
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--checkpoint", default="best.pt", help="checkpoint file inside the run folder")
     common.add_argument("--device", default="cpu")
@@ -233,7 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    level = logging.DEBUG if args.verbose else logging.INFO
+    if int(os.environ.get("RANK", "0")) > 0:  # torchrun: only rank 0 talks
+        level = logging.WARNING
+    logging.basicConfig(level=level, format="%(message)s")
     try:
         code = args.func(args)
     except TrainingInterrupted as err:

@@ -85,6 +85,11 @@ class Tracker:
 
             self.writer = SummaryWriter(str(run_dir / "tensorboard"))
 
+    @classmethod
+    def disabled(cls) -> "Tracker":
+        """A tracker that records nothing (ranks other than 0 of a distributed run)."""
+        return cls(TrackConfig(mlflow=False, tensorboard=False), Path("."), {})
+
     @property
     def run_id(self) -> str | None:
         return self.run.info.run_id if self.run is not None else None

@@ -28,11 +28,17 @@ def _same_run(a, b):
     for name in ("last.pt", "best.pt"):
         wa, wb = _weights(a, name), _weights(b, name)
         assert all(torch.equal(wa[k], wb[k]) for k in wa), name
+    ea, eb = (torch.load(run / "last.pt", weights_only=True)["ema"] for run in (a, b))
+    assert (ea is None) == (eb is None) and (ea is None or all(torch.equal(ea[k], eb[k]) for k in ea))
 
 
-@pytest.mark.parametrize("stop_at", [3, 6])  # mid-epoch 1, and exactly at the end of epoch 1 (6 steps/epoch)
-def test_interrupted_then_resumed_equals_uninterrupted(tiny_config, stop_at):
-    cfg = tiny_config("train.epochs=2", "data.batch_size=12", "data.augment=flip")
+TOOLBOX = ("aug.mixup_alpha=0.4", "aug.halfmix_p=0.5", "train.ema_decay=0.9", "data.sampler=weighted",
+           "sched.name=plateau", "sched.warmup_epochs=0.5", "data.augment=flip,colour,noise,erasing")
+
+
+@pytest.mark.parametrize("stop_at,options", [(3, ()), (6, ()), (4, TOOLBOX)])  # mid-epoch, epoch end (6 steps)
+def test_interrupted_then_resumed_equals_uninterrupted(tiny_config, stop_at, options):
+    cfg = tiny_config("train.epochs=2", "data.batch_size=12", "data.augment=flip", *options)
     straight = fit(cfg)
 
     def interrupt(step):

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 from timm.utils import ModelEmaV3
+from torch.nn.parallel import DistributedDataParallel
 
 from facemask.config import Config, config_from_dict, save_config
 from facemask.data.corrections import apply_corrections, training_labels
@@ -32,10 +33,22 @@ from facemask.data.samplers import EpochSampler
 from facemask.data.split import kfold_by_person, split_by_person
 from facemask.data.transforms import build_transforms
 from facemask.errors import ConfigError, DataError, FacemaskError, TrainingInterrupted
+from facemask.evaluation.metrics import classification_metrics
 from facemask.models.factory import create_model
 from facemask.models.freeze import freeze, melt
 from facemask.tracking import Tracker
-from facemask.training.engine import EpochProgress, evaluate, train_one_epoch
+from facemask.training.distributed import (
+    Dist,
+    any_rank,
+    broadcast_object,
+    gather_list,
+    gather_rows,
+    init_from_env,
+    shard,
+    shutdown,
+    sync_buffers,
+)
+from facemask.training.engine import EpochProgress, predict_probs, train_one_epoch
 from facemask.training.losses import create_loss
 from facemask.training.mixing import BatchMixer
 from facemask.training.optim import check_names, create_optimizer, create_scheduler
@@ -163,18 +176,28 @@ def split_samples(samples: pd.DataFrame, cfg: Config) -> tuple[pd.DataFrame, pd.
     return split_by_person(samples, cfg.data.val_fraction, cfg.train.seed)
 
 
-def fit(cfg: Config | None = None, resume: str | Path | None = None, on_step=None) -> Path:
+def fit(cfg: Config | None = None, resume: str | Path | None = None, on_step=None, on_epoch=None) -> Path:
     """Train one model as configured (or continue the run folder ``resume``); returns the run folder.
 
-    ``on_step(step)`` is called after every optimizer step (tests use it to interrupt at a chosen point).
+    ``on_step(step)`` is called after every optimizer step (tests use it to interrupt at a chosen point);
+    ``on_epoch(row)`` after every epoch with its metrics row (sweeps use it to prune).
     SIGINT/SIGTERM from the start on stop the run at the next step with a resumable checkpoint.
     """
     stop = StopFlag()
     with stop.installed():
-        return _fit(cfg, resume, on_step, stop)
+        return _fit(cfg, resume, (on_step, on_epoch), stop)
 
 
-def _fit(cfg: Config | None, resume: str | Path | None, on_step, stop: StopFlag) -> Path:
+def _fit(cfg: Config | None, resume: str | Path | None, hooks, stop: StopFlag) -> Path:
+    ddp, ddp_device = init_from_env(cfg.train.device if cfg is not None else "auto")
+    try:
+        return _fit_process(cfg, resume, hooks, stop, ddp, ddp_device)
+    finally:
+        shutdown(ddp)
+
+
+def _fit_process(cfg: Config | None, resume: str | Path | None, hooks, stop: StopFlag, ddp: Dist,
+                 ddp_device: torch.device | None) -> Path:
     state = None
     if resume is not None:
         run_dir = Path(resume)
@@ -184,15 +207,19 @@ def _fit(cfg: Config | None, resume: str | Path | None, on_step, stop: StopFlag)
             raise FacemaskError(f"run {run_dir} already finished (epoch {state['epoch']} of {cfg.train.epochs})")
     assert cfg is not None
     check_config(cfg)
-    device = resolve_device(cfg.train.device)
-    torch.set_num_threads(cfg.train.threads or cpu_count())
+    device = ddp_device or resolve_device(cfg.train.device)
+    torch.set_num_threads(max(1, (cfg.train.threads or cpu_count()) // (ddp.world if device.type == "cpu" else 1)))
     seed_everything(cfg.train.seed)
 
     samples, changes = load_samples(cfg)
     train_df, val_df = split_samples(samples, cfg)
     if train_df.empty or val_df.empty:
         raise FacemaskError(f"{cfg.data.root}: too few people to hold out data.val_fraction={cfg.data.val_fraction}")
-    pixels, bad = load_pixels(samples["file"], cfg, progress=cfg.train.progress)
+    if not ddp.main:
+        any_rank(False, ddp)  # wait for rank 0 to build the cache, then read it
+    pixels, bad = load_pixels(samples["file"], cfg, progress=cfg.train.progress and ddp.main)
+    if ddp.main:
+        any_rank(False, ddp)
     if bad:
         if cfg.data.on_bad_image == "error":
             raise DataError(f"{bad[0][1]} ({len(bad)} bad images in all; data.on_bad_image=skip leaves them out)")
@@ -204,11 +231,16 @@ def _fit(cfg: Config | None, resume: str | Path | None, on_step, stop: StopFlag)
         model = model.to(memory_format=torch.channels_last)
 
     if state is None:
-        run_dir = new_run_dir(cfg)
-        save_config(cfg, run_dir / "config.yaml")
-        split = pd.concat([train_df[["person"]].drop_duplicates().assign(side="train"),
-                           val_df[["person"]].drop_duplicates().assign(side="val")])
-        atomic_write_text(run_dir / "split.csv", split.to_csv(index=False))
+        if ddp.main:
+            run_dir = new_run_dir(cfg)
+            save_config(cfg, run_dir / "config.yaml")
+            split = pd.concat([train_df[["person"]].drop_duplicates().assign(side="train"),
+                               val_df[["person"]].drop_duplicates().assign(side="val")])
+            atomic_write_text(run_dir / "split.csv", split.to_csv(index=False))
+        run_dir = broadcast_object(run_dir if ddp.main else None, ddp)
+    if not ddp.main:
+        return _train(cfg, state, run_dir, samples, train_df, val_df, pixels, model, device, Tracker.disabled(),
+                      hooks, stop, ddp)
     if bad and cfg.data.on_bad_image == "skip":
         atomic_write_text(run_dir / "skipped_images.csv",
                           pd.DataFrame(bad, columns=["file", "problem"]).to_csv(index=False))
@@ -220,7 +252,8 @@ def _fit(cfg: Config | None, resume: str | Path | None, on_step, stop: StopFlag)
                  "; ".join(changes[:5]) + (" ..." if len(changes) > 5 else ""))
     tracker = Tracker(cfg.track, run_dir, cfg.to_dict(), resume=state is not None)
     try:
-        return _train(cfg, state, run_dir, samples, train_df, val_df, pixels, model, device, tracker, on_step, stop)
+        return _train(cfg, state, run_dir, samples, train_df, val_df, pixels, model, device, tracker, hooks, stop,
+                      ddp)
     except TrainingInterrupted:
         tracker.stop("KILLED")
         raise
@@ -230,19 +263,32 @@ def _fit(cfg: Config | None, resume: str | Path | None, on_step, stop: StopFlag)
 
 
 def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame, train_df: pd.DataFrame,
-           val_df: pd.DataFrame, pixels, model: torch.nn.Module, device: torch.device, tracker: Tracker, on_step,
-           stop: StopFlag) -> Path:
+           val_df: pd.DataFrame, pixels, model: torch.nn.Module, device: torch.device, tracker: Tracker, hooks,
+           stop: StopFlag, ddp: Dist = Dist()) -> Path:
+    on_step, on_epoch = hooks
     train_df = training_labels(train_df, cfg.data.train_age_thresholds, cfg.data.drop_ages)
     log.info("run %s: %d train images (%d people), %d val images (%d people)", run_dir, len(train_df),
              train_df.person.nunique(), len(val_df), val_df.person.nunique())
     row_of = {f: i for i, f in enumerate(samples["file"])}
     train_tf, eval_tf = build_transforms(cfg.data.augment, cfg.aug)
     pin = device.type == "cuda"
-    sampler = EpochSampler(train_df["label"].to_numpy(), cfg.train.seed, cfg.data.sampler)
+    sampler = EpochSampler(train_df["label"].to_numpy(), cfg.train.seed, cfg.data.sampler, ddp.world, ddp.rank)
     train_loader = make_loader(train_df["file"], train_df["label"], cfg, train_tf, pixels,
                                [row_of[f] for f in train_df["file"]], sampler=sampler, pin_memory=pin)
-    val_loader = make_loader(val_df["file"], val_df["label"], cfg, eval_tf, pixels,
-                             [row_of[f] for f in val_df["file"]], batch_size=cfg.data.batch_size * 2, pin_memory=pin)
+    val_rows = shard(len(val_df), ddp)  # this rank's share of validation, gathered back in order
+    val_part = val_df.iloc[val_rows]
+    val_loader = make_loader(val_part["file"], val_part["label"], cfg, eval_tf, pixels,
+                             [row_of[f] for f in val_part["file"]], batch_size=cfg.data.batch_size * 2,
+                             pin_memory=pin)
+    val_labels = val_df["label"].to_numpy()
+
+    def validate(net: torch.nn.Module) -> tuple[dict, np.ndarray]:
+        probs, _ = predict_probs(net, val_loader, device, cfg.train.channels_last, cfg.train.progress and ddp.main,
+                                 desc="validate")
+        probs = gather_rows(val_rows, probs, len(val_df), ddp)
+        metrics = classification_metrics(val_labels, probs.argmax(1))
+        metrics["loss"] = float(-np.log(np.clip(probs[np.arange(len(probs)), val_labels], 1e-12, None)).mean())
+        return metrics, probs
     updates_per_epoch = len(train_loader)
 
     loss_fn = create_loss(cfg.loss, train_df["label"].to_numpy(), multihead=cfg.model.head == "multi")
@@ -252,6 +298,9 @@ def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame
         log.info("frozen: %d backbone tensors (model.freeze=%d)", len(frozen), cfg.model.freeze)
     scheduler = create_scheduler(optimizer, cfg.sched, cfg.train.epochs, updates_per_epoch)
     mixer = BatchMixer(cfg.aug)
+    train_model = model
+    if ddp.enabled:
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     ema = ModelEmaV3(model, decay=cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     sign = 1.0 if cfg.train.select_mode == "max" else -1.0
     metric = cfg.train.select_metric
@@ -276,6 +325,8 @@ def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame
         log.info("resuming %s at epoch %d step %d", run_dir, first_epoch + 1, progress.step)
 
     def save_last(epoch_done: int, partial: EpochProgress | None, finished: bool = False) -> None:
+        if not ddp.main:
+            return
         atomic_torch_save({
             "format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": epoch_done, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else {},
@@ -297,33 +348,39 @@ def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame
         if frozen and not melted and cfg.model.melt_epoch and epoch + 1 >= cfg.model.melt_epoch:
             do_melt(f"model.melt_epoch={cfg.model.melt_epoch}")
         sampler.set_epoch(epoch, start=progress.step * cfg.data.batch_size)
-        complete = train_one_epoch(model, train_loader, loss_fn, optimizer, scheduler, device, epoch, progress,
-                                   updates_per_epoch, cfg.train.channels_last, cfg.train.progress, stop, on_step,
+        complete = train_one_epoch(train_model, train_loader, loss_fn, optimizer, scheduler, device, epoch,
+                                   progress, updates_per_epoch, cfg.train.channels_last,
+                                   cfg.train.progress and ddp.main, lambda: any_rank(stop(), ddp), on_step,
                                    mixer, ema)
         if not complete:
             save_last(epoch, progress)
             raise TrainingInterrupted(run_dir, stop.signum or signal.SIGINT, epoch, progress.step)
-        val, val_probs = evaluate(model, val_loader, device, cfg.train.channels_last, cfg.train.progress)
-        train_metrics = progress.metrics()
-        row = {"epoch": epoch + 1, "lr": progress.lr, "train_loss": progress.loss,
+        sync_buffers(model, ddp)
+        val, val_probs = validate(model)
+        train_loss, train_metrics = epoch_train_metrics(progress, ddp)
+        row = {"epoch": epoch + 1, "lr": progress.lr, "train_loss": train_loss,
                "train_accuracy": train_metrics["accuracy"], "train_macro_f1": train_metrics["macro_f1"],
                **{f"val_{m}": val[m] for m in VAL_METRICS}}
         chosen, chosen_probs = model, val_probs
         if ema is not None:
-            ema_val, ema_probs = evaluate(ema.module, val_loader, device, cfg.train.channels_last, cfg.train.progress)
+            ema_val, ema_probs = validate(ema.module)
             row |= {f"ema_val_{m}": ema_val[m] for m in VAL_METRICS}
             if metric.startswith("ema_"):
                 chosen, val, chosen_probs = ema.module, ema_val, ema_probs
         row |= {"epoch_seconds": progress.seconds,
-                "train_images_per_second": progress.seen / progress.seconds if progress.seconds else 0.0}
+                "train_images_per_second": ddp.world * progress.seen / progress.seconds if progress.seconds else 0.0}
         if scheduler is not None:
             scheduler.step(epoch + 1, row["val_macro_f1"])
         rows.append(row)
         tracker.log_epoch(row)
-        atomic_write_text(run_dir / "metrics.csv",
-                          pd.DataFrame(rows, columns=metric_columns(ema is not None)).to_csv(index=False))
+        if on_epoch is not None:
+            on_epoch(row)
+        if ddp.main:
+            atomic_write_text(run_dir / "metrics.csv",
+                              pd.DataFrame(rows, columns=metric_columns(ema is not None)).to_csv(index=False))
         if sign * row[metric] > best_score:
             best_score, best_epoch, best_val = sign * row[metric], epoch + 1, val
+        if best_epoch == epoch + 1 and ddp.main:
             atomic_torch_save({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": epoch + 1,
                                "metrics": row, "model": chosen.state_dict()}, run_dir / "best.pt")
             predictions = pd.DataFrame({"file": val_df["file"], "person": val_df["person"], "label": val_df["label"],
@@ -345,8 +402,10 @@ def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame
             log.info("early stop: %s did not improve for %d epochs (train.early_stop=%d)", metric, since_best,
                      cfg.train.early_stop)
             break
-        if stop() and not finished:
+        if any_rank(stop(), ddp) and not finished:
             raise TrainingInterrupted(run_dir, stop.signum, epoch + 1, 0)
+    if not ddp.main:
+        return run_dir
     summary = {"run": str(run_dir), "split": "val", "checkpoint": "best.pt", "epoch": best_epoch,
                "epochs_run": len(rows), "stopped_early": stopped_early,
                "train_seconds": time.perf_counter() - start, **best_val}
@@ -357,6 +416,17 @@ def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame
         log.info("report: %s", make_report(run_dir))
     tracker.finish(summary)
     return run_dir
+
+
+def epoch_train_metrics(progress: EpochProgress, ddp: Dist) -> tuple[float, dict]:
+    """(mean loss, metrics) of the epoch's training predictions, over all ranks."""
+    if not ddp.enabled:
+        return progress.loss, progress.metrics()
+    state = progress.state_dict()
+    parts = gather_list([(state["losses"].numpy(), state["preds"].numpy(), state["targets"].numpy())], ddp)
+    losses = np.concatenate([p[0] for p in parts])
+    preds, targets = np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+    return float(losses.sum() / len(targets)), classification_metrics(targets, preds)
 
 
 def fit_folds(cfg: Config, folds: int) -> Path:
