@@ -86,7 +86,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from facemask.inference.predict import predict_folder, save_probs, write_submission
 
     info, scores = predict_folder(args.runs, args.data, args.tta, args.engine, args.vote, args.weights,
-                                  args.checkpoint, args.device, progress=not args.quiet)
+                                  args.checkpoint, args.device, not args.quiet, args.precision)
     if args.save_probs:
         save_probs(info["ImageID"], scores / scores.sum(1, keepdims=True), args.save_probs)
         print(f"wrote {args.save_probs}")
@@ -212,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="onnx runs RUN/model.onnx (from facemask export) with ONNX Runtime")
     inference.add_argument("--vote", default="soft", choices=["soft", "hard"],
                            help="soft: weighted mean of probabilities; hard: weighted majority, ties by probability")
+    inference.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                           help="bf16 autocast for the PyTorch engine (about 2x faster on CPUs with AVX-512 BF16)")
 
     p = sub.add_parser("predict", parents=[common, inference], help="write a submission (one run or an ensemble)")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s); several make an ensemble")

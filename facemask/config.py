@@ -117,6 +117,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads; 0 chooses from the CPU count
     channels_last: bool = True  # memory format measured faster for these CNNs on CPU and GPU
+    precision: str = "fp32"  # fp32 | bf16 (autocast) for training and validation
     progress: bool = True  # tqdm bars
     report: bool = True  # write report.html (+ PNGs) at the end of training
     early_stop: int = 0  # stop when the selection metric has not improved for this many epochs; 0 = off

@@ -344,3 +344,16 @@ def test_kfold_trains_each_fold_and_writes_out_of_fold_predictions(demo_root, tm
 def test_recipes_are_valid(recipe):
     cfg = load_config(f"configs/{recipe}.yaml")
     check_config(cfg)
+
+
+def test_bf16_precision_for_training_and_prediction(tiny_config, demo_root):
+    from facemask.inference.predict import run_probs
+
+    run = fit(tiny_config("train.precision=bf16"))
+    assert (run / "best.pt").is_file()
+    files = pd.read_csv(demo_root / "eval" / "info.csv").ImageID.map(lambda i: str(demo_root / "eval" / "images" / i))
+    fp32 = run_probs(run, files.tolist()[:8], progress=False)
+    bf16 = run_probs(run, files.tolist()[:8], progress=False, precision="bf16")
+    assert not np.array_equal(fp32, bf16) and np.abs(fp32 - bf16).max() < 0.05
+    with pytest.raises(ConfigError, match="train.precision"):
+        check_config(cfg_of("train.precision=fp8"))

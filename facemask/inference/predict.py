@@ -20,7 +20,7 @@ from facemask.errors import ConfigError, DataError, FacemaskError
 from facemask.evaluation.metrics import classification_metrics
 from facemask.inference.tta import parse_tta
 from facemask.models.factory import create_model
-from facemask.training.engine import evaluate, to_device
+from facemask.training.engine import autocast, evaluate, to_device
 from facemask.utils import atomic_write_text, cpu_count, resolve_device
 
 ENGINES = ("torch", "onnx")
@@ -68,7 +68,8 @@ def _pixels(files, cfg: Config, progress: bool):
 
 @torch.inference_mode()
 def run_probs(run: str | Path, files: Sequence[str], tta: str | None = None, engine: str = "torch",
-              checkpoint: str = "best.pt", device: str = "cpu", progress: bool = True) -> np.ndarray:
+              checkpoint: str = "best.pt", device: str = "cpu", progress: bool = True,
+              precision: str = "fp32") -> np.ndarray:
     """Class probabilities (N, 18) of one run for ``files``, averaged over the TTA views."""
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
@@ -82,7 +83,8 @@ def run_probs(run: str | Path, files: Sequence[str], tta: str | None = None, eng
         forward = OnnxEngine(run_dir_of(run) / ONNX_NAME, cfg.train.threads)
     else:
         def forward(images: torch.Tensor) -> torch.Tensor:
-            return model(to_device(images, dev, cfg.train.channels_last))
+            with autocast(dev, precision):
+                return model(to_device(images, dev, cfg.train.channels_last))
     _, eval_tf = build_transforms(cfg.data.augment, cfg.aug)
     loader = make_loader(files, None, cfg, eval_tf, _pixels(files, cfg, progress),
                          batch_size=cfg.data.batch_size * 2)
@@ -117,10 +119,12 @@ def combine(probs: Sequence[np.ndarray], vote: str = "soft", weights: Sequence[f
 
 def predict_folder(runs: Sequence[str | Path], data: str, tta: str | None = None, engine: str = "torch",
                    vote: str = "soft", weights: Sequence[float] | None = None, checkpoint: str = "best.pt",
-                   device: str = "cpu", progress: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
+                   device: str = "cpu", progress: bool = True, precision: str = "fp32"
+                   ) -> tuple[pd.DataFrame, np.ndarray]:
     """(info.csv rows, ensemble scores (N, 18)) for an eval folder (info.csv + images/)."""
     info, table = read_eval(data)
-    probs = [run_probs(run, table["file"].tolist(), tta, engine, checkpoint, device, progress) for run in runs]
+    probs = [run_probs(run, table["file"].tolist(), tta, engine, checkpoint, device, progress, precision)
+             for run in runs]
     return info, combine(probs, vote, weights)
 
 

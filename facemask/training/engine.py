@@ -1,6 +1,7 @@
 """The only loops: one training epoch (resumable at any batch) and one evaluation pass."""
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,16 @@ from facemask.errors import FacemaskError
 from facemask.evaluation.metrics import classification_metrics
 
 LOG_EVERY = 10  # steps between host syncs (progress bar, non-finite loss check on GPU)
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast (CPU with AVX-512 BF16/AMX, or GPU), or nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def to_device(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -64,7 +75,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, op
                     scheduler, device: torch.device, epoch: int, progress: EpochProgress,
                     updates_per_epoch: int, channels_last: bool = True, show_progress: bool = True,
                     should_stop: Callable[[], bool] = lambda: False,
-                    on_step: Callable[[int], None] | None = None, mixer=None, ema=None) -> bool:
+                    on_step: Callable[[int], None] | None = None, mixer=None, ema=None,
+                    precision: str = "fp32") -> bool:
     """Continue ``progress`` through ``loader`` (which starts at batch ``progress.step``); True when the epoch is
     complete, False when ``should_stop()`` ended it early. The scheduler is stepped per iteration."""
     model.train()
@@ -81,8 +93,9 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, op
         targets = labels
         if mixer is not None and mixer.active:
             images, targets = mixer(images, labels)
-        logits = model(images)
-        loss = loss_fn(logits, targets)
+        with autocast(device, precision):
+            logits = model(images)
+        loss = loss_fn(logits.float(), targets)
         recent.append(loss.detach())
         if len(recent) >= check_every:
             losses = torch.stack(recent)
@@ -119,21 +132,23 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, op
 
 @torch.inference_mode()
 def predict_probs(model: nn.Module, loader: DataLoader, device: torch.device, channels_last: bool = True,
-                  progress: bool = True, desc: str = "predict") -> tuple[np.ndarray, np.ndarray]:
+                  progress: bool = True, desc: str = "predict", precision: str = "fp32"
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """(class probabilities (N, 18) float32, labels (N,)) over the whole loader, in its order."""
     model.eval()
     probs, labels_out = [], []
     for images, labels in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
-        logits = model(to_device(images, device, channels_last))
+        with autocast(device, precision):
+            logits = model(to_device(images, device, channels_last))
         probs.append(logits.float().softmax(1))
         labels_out.append(labels)
     return torch.cat(probs).cpu().numpy(), torch.cat(labels_out).numpy()
 
 
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, channels_last: bool = True,
-             progress: bool = True) -> tuple[dict, np.ndarray]:
+             progress: bool = True, precision: str = "fp32") -> tuple[dict, np.ndarray]:
     """Metrics (with ``loss``: mean cross-entropy) over the whole split, and the probabilities."""
-    probs, labels = predict_probs(model, loader, device, channels_last, progress, desc="validate")
+    probs, labels = predict_probs(model, loader, device, channels_last, progress, "validate", precision)
     metrics = classification_metrics(labels, probs.argmax(1))
     picked = probs[np.arange(len(labels)), labels]
     metrics["loss"] = float(-np.log(np.clip(picked, 1e-12, None)).mean())

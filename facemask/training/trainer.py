@@ -48,7 +48,7 @@ from facemask.training.distributed import (
     shutdown,
     sync_buffers,
 )
-from facemask.training.engine import EpochProgress, predict_probs, train_one_epoch
+from facemask.training.engine import PRECISIONS, EpochProgress, predict_probs, train_one_epoch
 from facemask.training.losses import create_loss
 from facemask.training.mixing import BatchMixer
 from facemask.training.optim import check_names, create_optimizer, create_scheduler
@@ -144,6 +144,8 @@ def check_config(cfg: Config) -> None:
     EpochSampler([0], 0, cfg.data.sampler)
     create_loss(cfg.loss, multihead=cfg.model.head == "multi")
     check_names(cfg.optim, cfg.sched)
+    if cfg.train.precision not in PRECISIONS:
+        raise ConfigError(f"option train.precision must be one of {', '.join(PRECISIONS)}, got {cfg.train.precision!r}")
     if cfg.data.on_bad_image not in ("error", "skip"):
         raise ConfigError(f"option data.on_bad_image must be error or skip, got {cfg.data.on_bad_image!r}")
     columns = metric_columns(ema=cfg.train.ema_decay > 0)[1:]
@@ -284,7 +286,7 @@ def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame
 
     def validate(net: torch.nn.Module) -> tuple[dict, np.ndarray]:
         probs, _ = predict_probs(net, val_loader, device, cfg.train.channels_last, cfg.train.progress and ddp.main,
-                                 desc="validate")
+                                 "validate", cfg.train.precision)
         probs = gather_rows(val_rows, probs, len(val_df), ddp)
         metrics = classification_metrics(val_labels, probs.argmax(1))
         metrics["loss"] = float(-np.log(np.clip(probs[np.arange(len(probs)), val_labels], 1e-12, None)).mean())
@@ -351,7 +353,7 @@ def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame
         complete = train_one_epoch(train_model, train_loader, loss_fn, optimizer, scheduler, device, epoch,
                                    progress, updates_per_epoch, cfg.train.channels_last,
                                    cfg.train.progress and ddp.main, lambda: any_rank(stop(), ddp), on_step,
-                                   mixer, ema)
+                                   mixer, ema, cfg.train.precision)
         if not complete:
             save_last(epoch, progress)
             raise TrainingInterrupted(run_dir, stop.signum or signal.SIGINT, epoch, progress.step)

@@ -1,0 +1,114 @@
+"""Time to quality: wall time and held-out macro F1 after each epoch for facemask's CPU recipe, against a
+baseline-style pipeline (same model, plain cross-entropy + Adam, full JPEG decode + resize every epoch, one
+loader worker, default layout), on the same training and validation people. Reports when facemask first reaches
+the macro F1 the baseline has after its last epoch, and the ratio of the two wall times (target <= 0.5).
+
+    python benchmarks/time_to_f1.py --data ../standin/train [--epochs 4] [--baseline-epochs 3] [--people 600]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_throughput import BaselineDataset  # noqa: E402
+
+from facemask.config import load_config  # noqa: E402
+from facemask.data.layout import read_train  # noqa: E402
+from facemask.data.split import split_by_person  # noqa: E402
+from facemask.evaluation.metrics import macro_f1  # noqa: E402
+from facemask.models.factory import create_model  # noqa: E402
+from facemask.training.trainer import fit  # noqa: E402
+from facemask.utils import cpu_count, seed_everything  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def subset_root(data: str, people: int | None) -> str:
+    """A train folder with the first ``people`` people of ``data`` (symlinked), for a shorter benchmark."""
+    if not people:
+        return data
+    import pandas as pd
+
+    out = Path(tempfile.mkdtemp()) / "train"
+    (out / "images").mkdir(parents=True)
+    table = pd.read_csv(Path(data) / "train.csv", dtype=str).sample(frac=1.0, random_state=0).head(people)
+    table.to_csv(out / "train.csv", index=False)
+    for folder in table["path"]:
+        (out / "images" / folder).symlink_to((Path(data) / "images" / folder).resolve())
+    return str(out)
+
+
+def run_facemask(data: str, epochs: int, out: str) -> list[tuple[float, float]]:
+    cfg = load_config(ROOT / "configs" / "cpu.yaml", [f"data.root={data}", f"train.output_dir={out}",
+                                                      f"train.epochs={epochs}", f"data.cache_dir={out}/cache",
+                                                      "train.progress=false", "track.mlflow=false",
+                                                      "train.report=false", "data.val_fraction=0.2"])
+    start, points = time.perf_counter(), []
+    fit(cfg, on_epoch=lambda row: points.append((time.perf_counter() - start, row["val_macro_f1"])))
+    return points
+
+
+def run_baseline(data: str, epochs: int) -> list[tuple[float, float]]:
+    cfg = load_config(ROOT / "configs" / "cpu.yaml", ["data.val_fraction=0.2"])
+    samples = read_train(data)
+    train, val = split_by_person(samples, cfg.data.val_fraction, cfg.train.seed)  # the same people as facemask's
+    seed_everything(cfg.train.seed)
+    model = create_model(cfg.model)
+    model.mean.zero_()  # the baseline normalises in its loader
+    model.std.fill_(1.0)
+    size = (cfg.data.height, cfg.data.width)
+    loader = DataLoader(BaselineDataset(train.file, train.label, size), batch_size=32, shuffle=True, num_workers=1,
+                        drop_last=True)
+    val_loader = DataLoader(BaselineDataset(val.file, val.label, size), batch_size=64, num_workers=1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    start, points = time.perf_counter(), []
+    for _ in range(epochs):
+        model.train()
+        for x, y in loader:
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            preds = np.concatenate([model(x).argmax(1).numpy() for x, _ in val_loader])
+        points.append((time.perf_counter() - start, macro_f1(val.label.to_numpy(), preds)))
+    return points
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="a train folder, e.g. ../standin/train")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--baseline-epochs", type=int, default=3)
+    parser.add_argument("--people", type=int, help="use only this many people (shorter run)")
+    args = parser.parse_args()
+    torch.set_num_threads(cpu_count())
+    data = subset_root(args.data, args.people)
+    ours = run_facemask(data, args.epochs, tempfile.mkdtemp())
+    base = run_baseline(data, args.baseline_epochs)
+    print("epoch  facemask: seconds  macro F1 | baseline: seconds  macro F1")
+    for i in range(max(len(ours), len(base))):
+        a = f"{ours[i][0]:9.0f}  {ours[i][1]:.4f}" if i < len(ours) else " " * 17
+        b = f"{base[i][0]:9.0f}  {base[i][1]:.4f}" if i < len(base) else ""
+        print(f"{i + 1:5d}  {a:>26} | {b}")
+    target_time, target_f1 = base[-1]
+    reached = next((t for t, f1 in ours if f1 >= target_f1), None)
+    if reached is None:
+        print(f"facemask did not reach the baseline's {target_f1:.4f} in {args.epochs} epochs")
+    else:
+        print(f"baseline macro F1 after {len(base)} epochs: {target_f1:.4f} in {target_time:.0f} s; facemask reached "
+              f"it in {reached:.0f} s: ratio {reached / target_time:.2f} (target <= 0.5)")
+
+
+if __name__ == "__main__":
+    main()

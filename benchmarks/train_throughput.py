@@ -1,0 +1,164 @@
+"""Training throughput, side by side in one run, on the same model and batch size:
+
+  (a) compute-only limit: forward + backward + AdamW step on uint8 batches already in memory, for each setting
+      (default, channels-last, bf16 autocast, bf16 + channels-last); the fastest is used for (b);
+  (b) facemask's pipeline: the decoded-image cache, the epoch sampler, the preset transforms, the DataLoader and
+      the engine's train_one_epoch, with (a)'s fastest setting;
+  (c) a baseline-style loader: PIL decode of the full JPEG + resize + ToTensor/Normalize every epoch, one worker
+      beside the compute threads, default layout and fp32.
+
+Prints img/s and the ratios b/a and b/c for each input size. Uses the stand-in (--data) when given, otherwise a
+synthetic dataset made by facemask's demo generator.
+
+    python benchmarks/train_throughput.py --data ../standin/train [--sizes 128x96 256x192] [--batches 12]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import bf16_supported, images_per_second  # noqa: E402
+
+from facemask.config import load_config  # noqa: E402
+from facemask.data.demo import make_demo_dataset  # noqa: E402
+from facemask.data.layout import read_train  # noqa: E402
+from facemask.data.loaders import load_pixels, make_loader  # noqa: E402
+from facemask.data.samplers import EpochSampler  # noqa: E402
+from facemask.data.transforms import build_transforms  # noqa: E402
+from facemask.models.factory import create_model  # noqa: E402
+from facemask.training.engine import EpochProgress, autocast, train_one_epoch  # noqa: E402
+from facemask.training.losses import create_loss  # noqa: E402
+from facemask.training.optim import create_optimizer  # noqa: E402
+from facemask.utils import cpu_count  # noqa: E402
+
+
+def compute_step(cfg, channels_last: bool, bf16: bool, batch: int):
+    model = create_model(cfg.model)
+    model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format).train()
+    optimizer = create_optimizer(model, cfg.optim)
+    loss_fn = create_loss(cfg.loss)
+    x = torch.randint(0, 256, (batch, 3, cfg.data.height, cfg.data.width), dtype=torch.uint8)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    y = torch.randint(0, 18, (batch,))
+    device = torch.device("cpu")
+
+    def step():
+        with autocast(device, "bf16" if bf16 else "fp32"):
+            logits = model(x)
+        loss = loss_fn(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def pipeline_rate(cfg, samples, batches: int) -> float:
+    """Images/s of train_one_epoch over ``batches`` batches of the real loader (cache built beforehand)."""
+    pixels, _ = load_pixels(samples["file"], cfg, progress=False)
+    train_tf, _ = build_transforms(cfg.data.augment, cfg.aug)
+    subset = samples.iloc[: batches * cfg.data.batch_size]
+    sampler = EpochSampler(subset["label"].to_numpy(), 0, cfg.data.sampler)
+    loader = make_loader(subset["file"], subset["label"], cfg, train_tf, pixels, list(range(len(subset))),
+                         sampler=sampler)
+    model = create_model(cfg.model)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = create_optimizer(model, cfg.optim)
+    loss_fn = create_loss(cfg.loss)
+    device = torch.device("cpu")
+    for epoch in range(2):  # epoch 0 warms up kernels and workers
+        progress = EpochProgress()
+        sampler.set_epoch(epoch)
+        start = time.perf_counter()
+        train_one_epoch(model, loader, loss_fn, optimizer, None, device, epoch, progress, len(loader),
+                        cfg.train.channels_last, False, precision=cfg.train.precision)
+        elapsed = time.perf_counter() - start
+    return progress.seen / elapsed
+
+
+class BaselineDataset(Dataset):
+    """What the competition baseline did: decode the whole JPEG, resize, to tensor, normalise, every epoch."""
+
+    def __init__(self, files, labels, size):
+        self.files, self.labels = list(files), list(labels)
+        self.transform = transforms.Compose([transforms.Resize(size, Image.BILINEAR), transforms.ToTensor(),
+                                             transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        return self.transform(Image.open(self.files[i]).convert("RGB")), self.labels[i]
+
+
+def baseline_rate(cfg, samples, batches: int) -> float:
+    subset = samples.iloc[: batches * cfg.data.batch_size]
+    loader = DataLoader(BaselineDataset(subset["file"], subset["label"], (cfg.data.height, cfg.data.width)),
+                        batch_size=cfg.data.batch_size, shuffle=True, num_workers=1, drop_last=True)
+    model = create_model(cfg.model).train()
+    model.mean.zero_()  # the baseline normalises in the loader: make the model's own normalisation a no-op
+    model.std.fill_(1.0)
+    optimizer = create_optimizer(model, cfg.optim)
+    loss_fn = create_loss(cfg.loss)
+    for epoch in range(2):
+        seen, start = 0, time.perf_counter()
+        for x, y in loader:
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += len(y)
+        elapsed = time.perf_counter() - start
+    return seen / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="a train folder (default: a synthetic one made here)")
+    parser.add_argument("--sizes", nargs="+", default=["128x96", "256x192"])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batches", type=int, default=12, help="batches per measured epoch in (b) and (c)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="measuring time per setting in (a)")
+    args = parser.parse_args()
+    torch.set_num_threads(cpu_count())
+    data = args.data
+    if data is None:
+        data = str(make_demo_dataset(Path(tempfile.mkdtemp()) / "demo", people=80, eval_fraction=0.0) / "train")
+    samples = read_train(data).sample(frac=1.0, random_state=0).reset_index(drop=True)
+    cache = tempfile.mkdtemp()
+    print(f"efficientnet_lite0, batch {args.batch}, {cpu_count()} threads, CPU bf16: {bf16_supported()}, data {data}")
+    for size in args.sizes:
+        h, w = map(int, size.split("x"))
+        base = ["model.pretrained=none", f"data.height={h}", f"data.width={w}", f"data.batch_size={args.batch}",
+                f"data.cache_dir={cache}", "train.progress=false"]
+        settings = {"default": (False, False), "channels-last": (True, False)}
+        if bf16_supported():
+            settings |= {"bf16": (False, True), "bf16 + channels-last": (True, True)}
+        limits = {}
+        for name, (cl, bf16) in settings.items():
+            cfg = load_config(None, base)
+            limits[name] = images_per_second(compute_step(cfg, cl, bf16, args.batch), args.batch, seconds=args.seconds)
+        best = max(limits, key=limits.get)
+        cl, bf16 = settings[best]
+        cfg = load_config(None, base + [f"train.channels_last={str(cl).lower()}",
+                                        f"train.precision={'bf16' if bf16 else 'fp32'}"])
+        load_pixels(samples["file"], cfg, progress=False)  # the cache is built once, outside the timing
+        b = pipeline_rate(cfg, samples, args.batches)
+        c = baseline_rate(load_config(None, base + ["train.channels_last=false"]), samples, args.batches)
+        a = limits[best]
+        print(f"\n{size}: (a) compute limit " + ", ".join(f"{k} {v:.1f}" for k, v in limits.items()) + " img/s")
+        print(f"{size}: (a) fastest = {best}: {a:.1f} img/s | (b) facemask pipeline ({best}): {b:.1f} img/s | "
+              f"(c) baseline loader: {c:.1f} img/s | b/a = {b / a:.2f}  b/c = {b / c:.2f}")
+
+
+if __name__ == "__main__":
+    main()
