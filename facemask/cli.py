@@ -76,7 +76,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from facemask.inference.predict import evaluate_run, save_json
 
     metrics = evaluate_run(args.run, args.data, args.checkpoint, args.device, progress=not args.quiet)
-    out = Path(args.out) if args.out else (Path(args.run) / ("eval.json" if args.data is None else "eval-data.json"))
+    out = Path(args.out) if args.out else (Path(args.run) / ("eval-val.json" if args.data is None else "eval-data.json"))
     save_json(metrics, out)
     _print_metrics(f"{metrics['data']}", metrics)
     print(f"saved {out}")
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", parents=[common], help="metrics of a run on its validation people or a dataset")
     p.add_argument("run", help="run folder")
     p.add_argument("--data", help="a train-layout folder to evaluate on instead (every image)")
-    p.add_argument("--out", help="JSON output (default: RUN/eval.json or RUN/eval-data.json)")
+    p.add_argument("--out", help="JSON output (default: RUN/eval-val.json or RUN/eval-data.json)")
     p.set_defaults(func=cmd_eval)
 
     inference = argparse.ArgumentParser(add_help=False)

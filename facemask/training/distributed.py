@@ -61,7 +61,8 @@ def any_rank(flag: bool, state: Dist) -> bool:
     """True on every rank when ``flag`` is true on any (used so that all ranks stop at the same step)."""
     if not state.enabled:
         return flag
-    tensor = torch.tensor([1.0 if flag else 0.0])
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    tensor = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return bool(tensor.item() > 0)
 

@@ -68,7 +68,8 @@ class EpochProgress:
         return torch.cat([x.reshape(-1).cpu() for x in self.losses]).sum().item() / max(self.seen, 1)
 
     def metrics(self) -> dict:
-        return classification_metrics(torch.cat(self.targets).cpu().numpy(), torch.cat(self.preds).cpu().numpy())
+        targets = torch.cat([t.cpu() for t in self.targets]).numpy()
+        return classification_metrics(targets, torch.cat([p.cpu() for p in self.preds]).numpy())
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
@@ -115,8 +116,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, op
             scheduler.step_update(num_updates=epoch * updates_per_epoch + progress.step)
         progress.losses.append(loss.detach().double() * len(labels))
         progress.seen += len(labels)
-        progress.preds.append(logits.detach().argmax(1).cpu())
-        progress.targets.append(labels.cpu())
+        progress.preds.append(logits.detach().argmax(1))  # stays on the device: no per-step host sync
+        progress.targets.append(labels)
         if show_progress and progress.step % LOG_EVERY == 0:
             elapsed = time.perf_counter() - start
             bar.set_postfix(loss=f"{progress.loss:.4f}",

@@ -48,7 +48,7 @@ from facemask.training.distributed import (
     shutdown,
     sync_buffers,
 )
-from facemask.training.engine import PRECISIONS, EpochProgress, predict_probs, train_one_epoch
+from facemask.training.engine import LOG_EVERY, PRECISIONS, EpochProgress, predict_probs, train_one_epoch
 from facemask.training.losses import create_loss
 from facemask.training.mixing import BatchMixer
 from facemask.training.optim import check_names, create_optimizer, create_scheduler
@@ -344,6 +344,12 @@ def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame
         melted = True
         log.info("melted the frozen backbone (%s)", reason)
 
+    def should_stop() -> bool:
+        """This process's signal flag; under DDP agreed by all ranks every LOG_EVERY steps (one collective)."""
+        if not ddp.enabled:
+            return stop()
+        return progress.step % LOG_EVERY == 0 and any_rank(stop(), ddp)
+
     start = time.perf_counter()
     stopped_early = False
     for epoch in range(first_epoch, cfg.train.epochs):
@@ -352,7 +358,7 @@ def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame
         sampler.set_epoch(epoch, start=progress.step * cfg.data.batch_size)
         complete = train_one_epoch(train_model, train_loader, loss_fn, optimizer, scheduler, device, epoch,
                                    progress, updates_per_epoch, cfg.train.channels_last,
-                                   cfg.train.progress and ddp.main, lambda: any_rank(stop(), ddp), on_step,
+                                   cfg.train.progress and ddp.main, should_stop, on_step,
                                    mixer, ema, cfg.train.precision)
         if not complete:
             save_last(epoch, progress)
