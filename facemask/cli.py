@@ -76,7 +76,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from facemask.inference.predict import evaluate_run, save_json
 
     metrics = evaluate_run(args.run, args.data, args.checkpoint, args.device, progress=not args.quiet)
-    out = Path(args.out) if args.out else (Path(args.run) / ("eval-val.json" if args.data is None else "eval-data.json"))
+    default = "eval-val.json" if args.data is None else "eval-data.json"
+    out = Path(args.out) if args.out else Path(args.run) / default
     save_json(metrics, out)
     _print_metrics(f"{metrics['data']}", metrics)
     print(f"saved {out}")
