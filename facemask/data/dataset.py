@@ -45,7 +45,7 @@ class FaceDataset(Dataset):
             image = self.transform(image)
         else:
             with torch.random.fork_rng(devices=[]):  # keep the caller's RNG stream (dropout) untouched
-                torch.manual_seed(seed)
+                torch.default_generator.manual_seed(seed)  # the CPU generator only (no CUDA seeding per sample)
                 image = self.transform(image)
         label = -1 if self.labels is None else int(self.labels[index])
         return image, label
