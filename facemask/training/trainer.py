@@ -205,7 +205,7 @@ def _fit_process(cfg: Config | None, resume: str | Path | None, hooks, stop: Sto
         run_dir = Path(resume)
         state = load_checkpoint(run_dir / "last.pt")
         cfg = config_from_dict(state["config"])
-        if state["finished"]:
+        if state.get("finished", False):
             raise FacemaskError(f"run {run_dir} already finished (epoch {state['epoch']} of {cfg.train.epochs})")
     assert cfg is not None
     check_config(cfg)
