@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -121,7 +122,7 @@ def class_weights(mode: str, labels, classes: int = NUM_CLASSES) -> torch.Tensor
     """none | inverse | sqrt_inverse class frequency, normalised to mean 1 over the classes present."""
     if mode == "none":
         return None
-    counts = torch.bincount(torch.as_tensor(labels), minlength=classes).float()
+    counts = torch.bincount(torch.as_tensor(np.array(labels, dtype=np.int64)), minlength=classes).float()
     weight = torch.where(counts > 0, 1.0 / counts.clamp(min=1), torch.zeros_like(counts))
     if mode == "sqrt_inverse":
         weight = weight.sqrt()
