@@ -1,1 +1,1 @@
-"""Evaluation: metrics over a whole split (and, later, reports)."""
+"""Evaluation: metrics over a whole split, and the report (plots + report.html)."""
