@@ -357,3 +357,16 @@ def test_bf16_precision_for_training_and_prediction(tiny_config, demo_root):
     assert not np.array_equal(fp32, bf16) and np.abs(fp32 - bf16).max() < 0.05
     with pytest.raises(ConfigError, match="train.precision"):
         check_config(cfg_of("train.precision=fp8"))
+
+
+def test_evaluation_uses_the_runs_label_corrections(demo_root, tiny_config, tmp_path):
+    from facemask.inference.predict import evaluate_run
+
+    samples = read_train(demo_root / "train")
+    fix = tmp_path / "swap.csv"
+    pd.DataFrame({"id": samples.person.unique(), "swap_incorrect_normal": 1}).to_csv(fix, index=False)
+    run = fit(tiny_config(f"data.corrections={fix}", "train.epochs=2"))
+    during = json.loads((run / "eval.json").read_text())
+    after = evaluate_run(run, progress=False)
+    assert after["macro_f1"] == pytest.approx(during["macro_f1"])
+    assert after["f1_per_class"] == pytest.approx(during["f1_per_class"])

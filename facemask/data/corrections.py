@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from facemask.data.labels import GENDER_OF_NAME, age_group, encode
+from facemask.data.layout import read_train
 from facemask.errors import DataError
 
 TRUE_WORDS = {"1", "true", "yes", "y"}
@@ -68,3 +69,12 @@ def training_labels(train: pd.DataFrame, thresholds: Sequence[int] | None, drop_
     if drop_ages:
         train = train[~train["age"].isin(list(drop_ages))].reset_index(drop=True)
     return relabel(train, thresholds) if thresholds else train
+
+
+def load_samples(cfg) -> tuple[pd.DataFrame, list[str]]:
+    """A config's dataset (``data.root``) with the true age rule and its label corrections applied:
+    (samples, one line per change). Training, ``facemask eval`` and ensemble-search all read data this way."""
+    samples = read_train(cfg.data.root, cfg.data.age_thresholds)
+    if not cfg.data.corrections:
+        return samples, []
+    return apply_corrections(samples, cfg.data.corrections, cfg.data.age_thresholds)

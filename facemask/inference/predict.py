@@ -12,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 from facemask.config import Config, config_from_dict
+from facemask.data.corrections import load_samples
 from facemask.data.labels import NUM_CLASSES
 from facemask.data.layout import read_eval, read_train
 from facemask.data.loaders import load_pixels, make_loader
@@ -153,7 +154,7 @@ def validation_samples(run: str | Path, cfg: Config | None = None) -> pd.DataFra
     if cfg is None:
         cfg = config_from_dict(torch.load(run_dir_of(run) / "best.pt", map_location="cpu",
                                           weights_only=True)["config"])
-    samples = read_train(cfg.data.root, cfg.data.age_thresholds)
+    samples, _ = load_samples(cfg)
     split = pd.read_csv(run_dir_of(run) / "split.csv", dtype=str)
     samples = samples[samples["person"].isin(set(split.loc[split.side == "val", "person"]))].reset_index(drop=True)
     if samples.empty:

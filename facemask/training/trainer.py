@@ -26,8 +26,7 @@ from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 
 from facemask.config import Config, config_from_dict, save_config
-from facemask.data.corrections import apply_corrections, training_labels
-from facemask.data.layout import read_train
+from facemask.data.corrections import load_samples, training_labels
 from facemask.data.loaders import load_pixels, make_loader
 from facemask.data.samplers import EpochSampler
 from facemask.data.split import kfold_by_person, split_by_person
@@ -161,14 +160,6 @@ def load_checkpoint(path: Path) -> dict:
         raise FacemaskError(f"{path} not found") from err
     except Exception as err:  # noqa: BLE001 - corrupt or foreign file: one clear line
         raise FacemaskError(f"cannot load checkpoint {path}: {str(err).splitlines()[0]}") from err
-
-
-def load_samples(cfg: Config) -> tuple[pd.DataFrame, list[str]]:
-    """The dataset's images with the true age rule and the label corrections applied; (samples, changes)."""
-    samples = read_train(cfg.data.root, cfg.data.age_thresholds)
-    if not cfg.data.corrections:
-        return samples, []
-    return apply_corrections(samples, cfg.data.corrections, cfg.data.age_thresholds)
 
 
 def split_samples(samples: pd.DataFrame, cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
