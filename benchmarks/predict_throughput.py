@@ -20,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import bf16_supported, images_per_second  # noqa: E402
+from inference import torch_variant  # noqa: E402
 
 from facemask.config import load_config  # noqa: E402
 from facemask.data.demo import make_demo_dataset  # noqa: E402
@@ -36,15 +37,8 @@ SETTINGS = {"eager fp32 (default settings)": (False, "fp32"), "channels-last fp3
 
 
 def compute_limit(model, batch: int, h: int, w: int, channels_last: bool, precision: str, seconds: float) -> float:
-    model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
     x = torch.randint(0, 256, (batch, 3, h, w), dtype=torch.uint8)
-    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-    @torch.inference_mode()
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            model(x).float().softmax(1)
-    return images_per_second(step, batch, seconds=seconds)
+    return images_per_second(torch_variant(model, x, channels_last, precision == "bf16"), batch, seconds=seconds)
 
 
 def pipeline_rate(model, cfg, files, channels_last: bool, precision: str) -> float:

@@ -355,6 +355,10 @@ def test_bf16_precision_for_training_and_prediction(tiny_config, demo_root):
     fp32 = run_probs(run, files.tolist()[:8], progress=False)
     bf16 = run_probs(run, files.tolist()[:8], progress=False, precision="bf16")
     assert not np.array_equal(fp32, bf16) and np.abs(fp32 - bf16).max() < 0.05
+    from facemask.inference.predict import evaluate_run
+
+    during = json.loads((run / "eval.json").read_text())
+    assert evaluate_run(run, progress=False)["loss"] == pytest.approx(during["loss"], rel=1e-6)  # evaluated in bf16
     with pytest.raises(ConfigError, match="train.precision"):
         check_config(cfg_of("train.precision=fp8"))
 

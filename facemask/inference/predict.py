@@ -144,7 +144,8 @@ def evaluate_run(run: str | Path, data: str | None = None, checkpoint: str = "be
     _, eval_tf = build_transforms(cfg.data.augment, cfg.aug)
     loader = make_loader(samples["file"], samples["label"], cfg, eval_tf, _pixels(samples["file"], cfg, progress),
                          batch_size=cfg.data.batch_size * 2)
-    metrics, _ = evaluate(model, loader, resolve_device(device), cfg.train.channels_last, progress)
+    metrics, _ = evaluate(model, loader, resolve_device(device), cfg.train.channels_last, progress,
+                          cfg.train.precision)  # the precision the run was validated with
     return {"run": str(run_dir_of(run)), "checkpoint": checkpoint, "data": data or f"{cfg.data.root} (val split)",
             **metrics}
 

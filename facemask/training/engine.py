@@ -146,11 +146,16 @@ def predict_probs(model: nn.Module, loader: DataLoader, device: torch.device, ch
     return torch.cat(probs).cpu().numpy(), torch.cat(labels_out).numpy()
 
 
+def probs_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
+    """Metrics of a whole split from its class probabilities, with ``loss``: the mean cross-entropy."""
+    metrics = classification_metrics(labels, probs.argmax(1))
+    picked = probs[np.arange(len(labels)), labels]
+    metrics["loss"] = float(-np.log(np.clip(picked, 1e-12, None)).mean())
+    return metrics
+
+
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, channels_last: bool = True,
              progress: bool = True, precision: str = "fp32") -> tuple[dict, np.ndarray]:
     """Metrics (with ``loss``: mean cross-entropy) over the whole split, and the probabilities."""
     probs, labels = predict_probs(model, loader, device, channels_last, progress, "validate", precision)
-    metrics = classification_metrics(labels, probs.argmax(1))
-    picked = probs[np.arange(len(labels)), labels]
-    metrics["loss"] = float(-np.log(np.clip(picked, 1e-12, None)).mean())
-    return metrics, probs
+    return probs_metrics(labels, probs), probs

@@ -47,7 +47,7 @@ from facemask.training.distributed import (
     shutdown,
     sync_buffers,
 )
-from facemask.training.engine import LOG_EVERY, PRECISIONS, EpochProgress, predict_probs, train_one_epoch
+from facemask.training.engine import LOG_EVERY, PRECISIONS, EpochProgress, predict_probs, probs_metrics, train_one_epoch
 from facemask.training.losses import create_loss
 from facemask.training.mixing import BatchMixer
 from facemask.training.optim import check_names, create_optimizer, create_scheduler
@@ -279,9 +279,7 @@ def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame
         probs, _ = predict_probs(net, val_loader, device, cfg.train.channels_last, cfg.train.progress and ddp.main,
                                  "validate", cfg.train.precision)
         probs = gather_rows(val_rows, probs, len(val_df), ddp)
-        metrics = classification_metrics(val_labels, probs.argmax(1))
-        metrics["loss"] = float(-np.log(np.clip(probs[np.arange(len(probs)), val_labels], 1e-12, None)).mean())
-        return metrics, probs
+        return probs_metrics(val_labels, probs), probs
     updates_per_epoch = len(train_loader)
 
     loss_fn = create_loss(cfg.loss, train_df["label"].to_numpy(), multihead=cfg.model.head == "multi")
