@@ -11,6 +11,9 @@ Prints img/s and the ratios b/a and b/c for each input size. Uses the stand-in (
 synthetic dataset made by facemask's demo generator.
 
     python benchmarks/train_throughput.py --data ../standin/train [--sizes 128x96 256x192] [--batches 12]
+
+With --loader-grid it also measures (b) for each split of the CPU between DataLoader workers and compute threads
+(--augment sets the presets, e.g. those of configs/cpu.yaml, whose per-image work is what workers would take over).
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from _common import bf16_supported, images_per_second  # noqa: E402
 from facemask.config import load_config  # noqa: E402
 from facemask.data.demo import make_demo_dataset  # noqa: E402
 from facemask.data.layout import read_train  # noqa: E402
-from facemask.data.loaders import load_pixels, make_loader  # noqa: E402
+from facemask.data.loaders import load_pixels, make_loader, resolve_workers  # noqa: E402
 from facemask.data.samplers import EpochSampler  # noqa: E402
 from facemask.data.transforms import build_transforms  # noqa: E402
 from facemask.models.factory import create_model  # noqa: E402
@@ -128,6 +131,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--batches", type=int, default=12, help="batches per measured epoch in (b) and (c)")
     parser.add_argument("--seconds", type=float, default=8.0, help="measuring time per setting in (a)")
+    parser.add_argument("--augment", default="flip", help="augmentation presets used by (b)")
+    parser.add_argument("--loader-grid", action="store_true", help="also measure (b) for workers x threads")
     args = parser.parse_args()
     torch.set_num_threads(cpu_count())
     data = args.data
@@ -139,7 +144,7 @@ def main() -> None:
     for size in args.sizes:
         h, w = map(int, size.split("x"))
         base = ["model.pretrained=none", f"data.height={h}", f"data.width={w}", f"data.batch_size={args.batch}",
-                f"data.cache_dir={cache}", "train.progress=false"]
+                f"data.cache_dir={cache}", "train.progress=false", f"data.augment={args.augment}"]
         settings = {"default": (False, False), "channels-last": (True, False)}
         if bf16_supported():
             settings |= {"bf16": (False, True), "bf16 + channels-last": (True, True)}
@@ -158,6 +163,25 @@ def main() -> None:
         print(f"\n{size}: (a) compute limit " + ", ".join(f"{k} {v:.1f}" for k, v in limits.items()) + " img/s")
         print(f"{size}: (a) fastest = {best}: {a:.1f} img/s | (b) facemask pipeline ({best}): {b:.1f} img/s | "
               f"(c) baseline loader: {c:.1f} img/s | b/a = {b / a:.2f}  b/c = {b / c:.2f}")
+        if args.loader_grid:
+            loader_grid(cfg, samples, args.batches, size)
+
+
+def loader_grid(cfg, samples, batches: int, size: str) -> None:
+    """(b) for each (DataLoader workers, compute threads) pair that fits the CPU; facemask's default is marked."""
+    cores = cpu_count()
+    pairs = sorted({(0, cores), (1, cores), (1, max(1, cores - 1)), (2, cores), (2, max(1, cores - 2))})
+    default = (resolve_workers(cfg.data), cfg.train.threads or cores)
+    rates = {}
+    for workers, threads in pairs:
+        cfg.data.num_workers = workers
+        torch.set_num_threads(threads)
+        rates[(workers, threads)] = pipeline_rate(cfg, samples, batches)
+    torch.set_num_threads(cores)
+    best = max(rates, key=rates.get)
+    print(f"{size}: (b) by workers x threads, augment={cfg.data.augment}: " + ", ".join(
+        f"{w}w x {t}t {r:.1f}{' (default)' if (w, t) == default else ''}" for (w, t), r in rates.items())
+        + f" img/s; fastest {best[0]}w x {best[1]}t, default = {rates[default] / rates[best]:.2f} of it")
 
 
 if __name__ == "__main__":

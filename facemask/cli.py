@@ -29,7 +29,7 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
 def cmd_check_data(args: argparse.Namespace) -> int:
     from facemask.data.check import check_dataset
 
-    report = check_dataset(args.data, progress=not args.quiet)
+    report = check_dataset(args.data, progress=not args.quiet, faces=args.faces)
     print(report.text())
     return 1 if report.problems else 0
 
@@ -175,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-data", help="validate a dataset up front and list every problem with its file")
     p.add_argument("data", help="a train folder, an eval folder, or a folder with train/ and/or eval/")
+    p.add_argument("--faces", metavar="DETECTOR", default="",
+                   help="also measure how often the face-crop detector (e.g. hog) finds a face in the training photos")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_check_data)
 

@@ -23,7 +23,12 @@ class DataConfig:
     age_thresholds: list[int] = field(default_factory=lambda: [30, 60])  # age < 30 | 30..59 | >= 60
     height: int = 128  # network input size (images are 384x512, i.e. 3:4 portrait)
     width: int = 96
+    resize: str = "stretch"  # stretch to height x width | letterbox: keep the photo's aspect ratio, pad with grey
+    face_crop: str = "none"  # none | hog (dlib, offline) | module:factory: crop around the detected face first
+    face_margin: float = 0.4  # face crop: margin around the face box, as a fraction of its size on each side
+    face_fallback: float = 0.52  # face crop: face width assumed (centred) when none is found, x the shorter side
     augment: str = "flip"  # augmentation presets by name, comma-separated (see facemask.data.transforms.PRESETS)
+    augment_on: str = "auto"  # auto (device on a GPU) | loader | device: where training augmentation runs
     sampler: str = "none"  # none | weighted (inverse class frequency) | imbalanced (equal count per class)
     train_age_thresholds: list[int] | None = None  # age groups for *training* labels (e.g. [30, 58]); eval: true rule
     drop_ages: list[int] = field(default_factory=list)  # ages left out of training (e.g. [27, 28, 29, 57, 58, 59])
@@ -57,6 +62,17 @@ class AugConfig:
     grayscale_p: float = 0.2  # grayscale (random); always_grayscale converts every image
     noise_std: float = 8.0  # noise: Gaussian, in 0..255 pixel units
     erasing_p: float = 0.25  # erasing: random erasing (rectangles)
+    framing_scale: list[float] = field(default_factory=lambda: [0.6, 1.8])  # framing: zoom range (<1 = zoom out)
+    framing_translate: float = 0.15  # framing: shift, as a fraction of the size
+    crop_scale: list[float] = field(default_factory=lambda: [0.3, 1.0])  # resized_crop: area fraction kept
+    crop_ratio: list[float] = field(default_factory=lambda: [0.5, 1.0])  # resized_crop: width / height of the crop
+    blur_sigma: list[float] = field(default_factory=lambda: [0.1, 1.5])  # blur: Gaussian sigma range (input pixels)
+    blur_p: float = 0.3
+    jpeg_quality: list[int] = field(default_factory=lambda: [25, 95])  # jpeg: re-encoding quality range
+    jpeg_p: float = 0.3
+    temperature: float = 0.15  # temperature: red x (1 + t), blue x (1 - t), t in [-temperature, temperature]
+    lowres_factor: list[float] = field(default_factory=lambda: [0.3, 1.0])  # lowres: shrink factor range
+    lowres_p: float = 0.3
     mixup_alpha: float = 0.0  # MixUp beta(alpha, alpha); 0 = off (timm's Mixup)
     cutmix_alpha: float = 0.0  # CutMix beta(alpha, alpha); 0 = off
     mix_prob: float = 1.0  # probability that a batch is mixed at all

@@ -84,3 +84,23 @@ def test_sweep_rejects_a_bad_space_before_training(tmp_path, capsys):
     space.write_text(yaml.safe_dump({"optim.lr": {"type": "uniform", "low": 0.1, "high": 0.2}}))
     assert main(["sweep", "-c", "configs/tiny.yaml", "--space", str(space), "--trials", "1"]) == 2
     assert "needs type" in capsys.readouterr().err
+
+
+def test_augmentation_on_the_device_equals_augmentation_in_the_loader(tiny_config):
+    """data.augment_on=device (the GPU path: uint8 batch moved first, then augmented per sample with its seed)
+    trains bit for bit like augmenting in the loader; checked here on the CPU device."""
+    import torch
+
+    from facemask.errors import ConfigError
+
+    augment = "data.augment=flip,framing,colour,temperature,jpeg,noise,erasing"
+    runs = [fit(tiny_config(augment, f"data.augment_on={where}", "train.epochs=2", f"train.name={where}"))
+            for where in ("loader", "device")]
+    weights = [torch.load(run / "last.pt", weights_only=True)["model"] for run in runs]
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+    metrics = [pd.read_csv(run / "metrics.csv").filter(regex="^(?!.*(seconds|per_second))") for run in runs]
+    assert "val_macro_f1" in metrics[0]
+    pd.testing.assert_frame_equal(*metrics)
+    with pytest.raises(ConfigError, match="data.augment_on='gpu'"):
+        fit(tiny_config("data.augment_on=gpu"))

@@ -205,15 +205,15 @@ def test_presets_compose_and_take_their_parameters():
 
 
 def test_centercrop_is_applied_at_decode_time(demo_root, tmp_path):
-    from facemask.data.images import load_image
+    from facemask.data.images import Decoding, load_image
 
     cfg = cfg_of("data.augment=centercrop,flip", "aug.crop_height=256", "aug.crop_width=192")
     crop = decode_crop(cfg.data.augment, cfg.aug)
     assert crop == (256, 192) and decode_crop("flip") is None
     file = read_train(demo_root / "train").file.iloc[0]
     full = load_image(file)
-    np.testing.assert_array_equal(load_image(file, crop=crop), full[128:384, 96:288])
-    assert not np.array_equal(load_image(file, (64, 48), crop), load_image(file, (64, 48)))
+    np.testing.assert_array_equal(load_image(file, decoding=Decoding(crop=crop)), full[128:384, 96:288])
+    assert not np.array_equal(load_image(file, (64, 48), Decoding(crop=crop)), load_image(file, (64, 48)))
 
 
 def test_mixup_cutmix_and_halfmix():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from facemask.data.images import check_images
+from facemask.data.images import check_images, find_faceless
 from facemask.data.labels import AGE_NAMES, CLASS_NAMES, GENDER_NAMES, MASK_NAMES
 from facemask.data.layout import scan_eval, scan_train
 from facemask.errors import DataError
@@ -40,8 +40,19 @@ def _class_table(samples: pd.DataFrame) -> list[str]:
     return lines
 
 
-def check_dataset(root: str | Path, progress: bool = True, workers: int = 0) -> DataReport:
-    """Check ``root`` (a train folder, an eval folder, or a folder holding train/ and/or eval/)."""
+def face_rate_lines(samples: pd.DataFrame, faceless: list[str], detector: str) -> list[str]:
+    """How often the face-crop detector finds a face, overall and per mask state."""
+    found = ~samples["file"].isin(set(faceless))
+    lines = [f"face found by {detector}: {int(found.sum())}/{len(samples)} photos ({found.mean():.1%})"]
+    lines.append("  by mask state: " + ", ".join(
+        f"{name} {found[samples['mask'] == i].mean():.1%}" for i, name in enumerate(MASK_NAMES)
+        if (samples["mask"] == i).any()))
+    return lines
+
+
+def check_dataset(root: str | Path, progress: bool = True, workers: int = 0, faces: str = "") -> DataReport:
+    """Check ``root`` (a train folder, an eval folder, or a folder holding train/ and/or eval/); with ``faces``
+    (a detector name), also measure how often the face-crop step finds a face in the training photos."""
     root = Path(root)
     report = DataReport()
     train_root = root if (root / "train.csv").is_file() else root / "train"
@@ -57,6 +68,10 @@ def check_dataset(root: str | Path, progress: bool = True, workers: int = 0) -> 
         report.problems += [message for _, message in bad]
         report.summary += [f"train: {train_root}: {samples.person.nunique()} people, {len(samples)} images"]
         report.summary += _class_table(samples)
+        if faces:
+            ok = samples[~samples["file"].isin({file for file, _ in bad})]
+            report.summary += face_rate_lines(ok, find_faceless(ok["file"].tolist(), faces, workers=workers,
+                                                                 progress=progress), faces)
     if has_eval:
         info, table, problems = scan_eval(eval_root)
         report.problems += problems

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from facemask.data.images import Decoding, load_image
+
 
 class FaceDataset(Dataset):
     """Items are (uint8 CHW tensor, label). ``pixels`` is the decoded-image cache (rows = ``files``) or None.
@@ -17,11 +19,12 @@ class FaceDataset(Dataset):
 
     def __init__(self, files: Sequence[str], labels: Sequence[int] | None, size: tuple[int, int],
                  transform: Callable[[torch.Tensor], torch.Tensor], pixels: np.ndarray | None = None,
-                 rows: Sequence[int] | None = None, crop: tuple[int, int] | None = None):
+                 rows: Sequence[int] | None = None, decoding: Decoding | None = None, defer: bool = False):
         self.files = list(files)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.size = size
-        self.crop = crop
+        self.decoding = decoding
+        self.defer = defer  # return (image, label, seed) and leave ``transform`` to the training loop
         self.transform = transform
         self.pixels = pixels
         self.rows = np.arange(len(self.files)) if rows is None else np.asarray(rows)
@@ -33,19 +36,31 @@ class FaceDataset(Dataset):
         if self.pixels is not None:
             array = np.array(self.pixels[self.rows[index]])  # a writable copy of the memmap row
         else:
-            from facemask.data.images import load_image
-
-            array = load_image(self.files[index], self.size, self.crop)
+            array = load_image(self.files[index], self.size, self.decoding)
         return torch.from_numpy(array).permute(2, 0, 1)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple:
         index, seed = key if isinstance(key, tuple) else (key, None)
         image = self.image(index)
-        if seed is None:
-            image = self.transform(image)
-        else:
-            with torch.random.fork_rng(devices=[]):  # keep the caller's RNG stream (dropout) untouched
-                torch.default_generator.manual_seed(seed)  # the CPU generator only (no CUDA seeding per sample)
-                image = self.transform(image)
         label = -1 if self.labels is None else int(self.labels[index])
-        return image, label
+        if self.defer:  # augmentation happens on the device, per sample, from the same seed (augment_batch)
+            return image, label, -1 if seed is None else seed
+        return apply_seeded(self.transform, image, seed), label
+
+
+def apply_seeded(transform: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, seed: int | None
+                 ) -> torch.Tensor:
+    """``transform(image)`` drawing its randomness from ``seed`` alone (None: from the current RNG)."""
+    if seed is None or seed < 0:
+        return transform(image)
+    with torch.random.fork_rng(devices=[]):  # keep the caller's RNG stream (dropout) untouched
+        torch.default_generator.manual_seed(seed)  # the CPU generator: transforms draw their parameters there
+        return transform(image)
+
+
+def augment_batch(transform: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                  seeds: torch.Tensor) -> torch.Tensor:
+    """Augment a batch already on the device, one sample at a time with its own seed, so the result is the same
+    as augmenting in the loader (bit for bit on the CPU) whatever the device. Written by hand: torchvision's v2
+    transforms draw one set of parameters for a whole batch."""
+    return torch.stack([apply_seeded(transform, image, int(seed)) for image, seed in zip(images, seeds.tolist())])

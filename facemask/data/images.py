@@ -6,35 +6,65 @@ it is reused across epochs, runs and processes and built in parallel with a prog
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from facemask.errors import DataError
+from facemask.errors import ConfigError, DataError
 from facemask.utils import atomic_write_text, cpu_count
 
-CACHE_VERSION = 2  # bump when decoding or resizing changes, so old caches are not reused
+CACHE_VERSION = 3  # bump when decoding or resizing changes, so old caches are not reused
+FILL = 128  # grey of letterbox bars and of face crops reaching outside the photo (about 0 after normalising)
 
 
-def load_image(path: str | Path, size: tuple[int, int] | None = None,
-               crop: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode ``path`` to an RGB uint8 array (H, W, 3), oriented by EXIF, centre-cropped to ``crop`` = (height,
-    width) in source pixels if given, and resized to ``size`` = (height, width).
+@dataclass(frozen=True)
+class Decoding:
+    """How a photo becomes the network's pixels, before any augmentation. It is the same for training, evaluation
+    and prediction (built from the run's config by facemask.data.loaders.decoding_of) and part of the cache key."""
 
-    JPEGs are reduced on decode (Pillow's draft) to the smallest DCT scale not below what the target needs.
+    crop: tuple[int, int] | None = None  # centre crop (height, width) in source pixels (the baseline's)
+    resize: str = "stretch"  # stretch to the input size | letterbox: keep the aspect ratio, pad with grey
+    face: str = "none"  # face detector for the face-crop step (facemask.data.faces), or none
+    face_margin: float = 0.4  # face crop: margin around the detected face, as a fraction of its size per side
+    face_fallback: float = 0.52  # face crop: face width assumed when none is found (fraction of the shorter side)
+
+    def __post_init__(self):
+        if self.resize not in ("stretch", "letterbox"):
+            raise ConfigError(f"unknown option data.resize={self.resize!r} (known: stretch, letterbox)")
+        if not self.face_margin >= 0:
+            raise ConfigError(f"data.face_margin={self.face_margin} must be >= 0")
+        if not self.face_fallback > 0:
+            raise ConfigError(f"data.face_fallback={self.face_fallback} must be > 0")
+
+
+def load_image(path: str | Path, size: tuple[int, int] | None = None, decoding: Decoding | None = None) -> np.ndarray:
+    """Decode ``path`` to an RGB uint8 array (H, W, 3): oriented by EXIF, then cropped and resized to ``size`` =
+    (height, width) as ``decoding`` says (default: stretched to ``size``; no ``size``: the full photo)."""
+    return decode(path, size, decoding or Decoding())[0]
+
+
+def decode(path: str | Path, size: tuple[int, int] | None, decoding: Decoding) -> tuple[np.ndarray, bool | None]:
+    """(pixels, face found: None when the face-crop step is off). See :func:`load_image`.
+
+    JPEGs are reduced on decode (Pillow's draft) to the smallest DCT scale not below what the target needs
+    (not with the face-crop step, whose crop is only known after detection).
     """
+    crop = decoding.crop
+    found = None
     try:
         with Image.open(path) as img:
             orientation = img.getexif().get(0x0112, 1)
             swapped = orientation in (5, 6, 7, 8)  # rotated by 90 degrees: the stored axes are swapped
             full_w, full_h = (img.height, img.width) if swapped else img.size
-            if size is not None and img.format == "JPEG":
+            if size is not None and img.format == "JPEG" and decoding.face == "none":
                 height, width = size
                 if crop is not None:  # the crop must still cover the target after reduction
                     height = height * full_h / min(crop[0], full_h)
@@ -50,80 +80,128 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None,
                 ch, cw = min(img.height, round(crop[0] * scale_h)), min(img.width, round(crop[1] * scale_w))
                 top, left = (img.height - ch) // 2, (img.width - cw) // 2
                 img = img.crop((left, top, left + cw, top + ch))
+            if decoding.face != "none":
+                img, found = _face_crop(img, size, decoding)
             if size is not None and img.size != (size[1], size[0]):
-                img = img.resize((size[1], size[0]), Image.BILINEAR, reducing_gap=None)
-            return np.asarray(img, dtype=np.uint8).copy()
+                img = _letterbox(img, size) if decoding.resize == "letterbox" else \
+                    img.resize((size[1], size[0]), Image.BILINEAR, reducing_gap=None)
+            return np.asarray(img, dtype=np.uint8).copy(), found
     except FileNotFoundError as err:
         raise DataError(f"image {path} not found") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"image {path} cannot be decoded: {err}") from err
 
 
+def _letterbox(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Resize to fit inside ``size`` keeping the aspect ratio, centred on grey bars."""
+    height, width = size
+    scale = min(height / img.height, width / img.width)
+    fit = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    canvas = Image.new("RGB", (width, height), (FILL, FILL, FILL))
+    canvas.paste(img.resize(fit, Image.BILINEAR, reducing_gap=None), ((width - fit[0]) // 2, (height - fit[1]) // 2))
+    return canvas
+
+
+def _face_crop(img: Image.Image, size: tuple[int, int] | None, decoding: Decoding) -> tuple[Image.Image, bool]:
+    """Crop around the detected face (grey where the crop reaches outside the photo)."""
+    from facemask.data.faces import face_box, get_detector
+
+    aspect = size[0] / size[1] if size else img.height / img.width
+    (left, top, right, bottom), found = face_box(np.asarray(img), get_detector(decoding.face), aspect,
+                                                 decoding.face_margin, decoding.face_fallback)
+    canvas = Image.new("RGB", (right - left, bottom - top), (FILL, FILL, FILL))
+    canvas.paste(img, (-left, -top))
+    return canvas, found
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("FACEMASK_CACHE") or Path.home() / ".cache" / "facemask")
 
 
-def cache_key(files: list[str], size: tuple[int, int], crop: tuple[int, int] | None = None) -> str:
-    digest = hashlib.sha256(f"v{CACHE_VERSION} {size[0]}x{size[1]} crop={crop}\n".encode())
+def cache_key(files: list[str], size: tuple[int, int], decoding: Decoding) -> str:
+    detector = ""
+    if decoding.face != "none":
+        from facemask.data.faces import detector_id
+
+        detector = detector_id(decoding.face)
+    digest = hashlib.sha256(f"v{CACHE_VERSION} {size[0]}x{size[1]} {sorted(asdict(decoding).items())} {detector}\n"
+                            .encode())
     for file in files:
         stat = os.stat(file)
         digest.update(f"{os.path.abspath(file)}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:24]
 
 
-def _decode_chunk(args: tuple) -> tuple[int, list[tuple[int, str]]]:
-    """Decode one chunk (into the memmap at ``path`` when given); returns (count, [(row, problem)])."""
-    path, height, width, crop, jobs = args
+def _decode_chunk(args: tuple) -> tuple[int, list[tuple[int, str]], list[int]]:
+    """Decode one chunk (into the memmap at ``path`` when given); (count, [(row, problem)], rows with no face)."""
+    path, height, width, decoding, jobs = args
     array = np.lib.format.open_memmap(path, mode="r+") if path else None
-    bad = []
+    bad, no_face = [], []
     for row, file in jobs:
         try:
-            pixels = load_image(file, (height, width), crop)
+            pixels, found = decode(file, (height, width), decoding)
         except DataError as err:
             bad.append((row, str(err)))
             continue
+        if found is False:
+            no_face.append(row)
         if array is not None:
             array[row] = pixels
     if array is not None:
         array.flush()
-    return len(jobs), bad
+    return len(jobs), bad, no_face
 
 
-def _run_chunks(files: list[str], size: tuple[int, int], crop: tuple[int, int] | None, target: str | None,
-                workers: int, progress: bool, desc: str) -> list[tuple[str, str]]:
-    """Decode every file in parallel chunks with a progress bar; [(file, problem)] for those that failed."""
+def _run_chunks(files: list[str], size: tuple[int, int], decoding: Decoding, target: str | None,
+                workers: int, progress: bool, desc: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """Decode every file in parallel chunks with a progress bar: ([(file, problem)], [file with no face found])."""
     chunk = 64
     pairs = list(enumerate(files))
-    jobs = [(target, size[0], size[1], crop, pairs[i:i + chunk]) for i in range(0, len(pairs), chunk)]
+    jobs = [(target, size[0], size[1], decoding, pairs[i:i + chunk]) for i in range(0, len(pairs), chunk)]
     workers = workers or cpu_count()
     bad: list[tuple[int, str]] = []
-    with tqdm(total=len(files), desc=desc, unit="img", disable=not progress, leave=False) as bar:
-        if workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                for done, problems in pool.map(_decode_chunk, jobs):
-                    bar.update(done)
-                    bad.extend(problems)
-        else:
-            for job in jobs:
-                done, problems = _decode_chunk(job)
-                bar.update(done)
-                bad.extend(problems)
-    return [(files[row], message) for row, message in sorted(bad)]
+    no_face: list[int] = []
+    parallel = workers > 1 and len(jobs) > 1
+    with tqdm(total=len(files), desc=desc, unit="img", disable=not progress, leave=False) as bar, \
+            (ProcessPoolExecutor(workers) if parallel else contextlib.nullcontext()) as pool:
+        for done, problems, faceless in (pool.map if parallel else map)(_decode_chunk, jobs):
+            bar.update(done)
+            bad.extend(problems)
+            no_face.extend(faceless)
+    return [(files[row], message) for row, message in sorted(bad)], [files[row] for row in sorted(no_face)]
 
 
 def check_images(files: list[str], size: tuple[int, int] = (128, 96), workers: int = 0, progress: bool = True,
-                 crop: tuple[int, int] | None = None) -> list[tuple[str, str]]:
+                 decoding: Decoding | None = None) -> list[tuple[str, str]]:
     """Decode every image (reduced on decode, so it is quick) and return [(file, problem)] for the bad ones."""
-    return _run_chunks(list(files), size, crop, None, workers, progress, "check images")
+    return _run_chunks(list(files), size, decoding or Decoding(), None, workers, progress, "check images")[0]
+
+
+def find_faceless(files: list[str], detector: str, size: tuple[int, int] = (128, 96), workers: int = 0,
+                  progress: bool = True) -> list[str]:
+    """The files in which ``detector`` finds no face (for the detection rate; nothing is cached)."""
+    desc = f"detect faces ({detector})"
+    return _run_chunks(list(files), size, Decoding(face=detector), None, workers, progress, desc)[1]
 
 
 def build_cache(files: list[str], size: tuple[int, int], cache_dir: str | Path | None = None,
-                workers: int = 0, progress: bool = True, crop: tuple[int, int] | None = None
+                workers: int = 0, progress: bool = True, decoding: Decoding | None = None
                 ) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """(read-only (N, H, W, 3) uint8 memmap of ``files`` decoded at ``size``, [(file, problem)] for images that
     could not be decoded, whose rows are black). Built once, then reused while no file changes."""
+    return _cache(files, size, cache_dir, workers, progress, decoding or Decoding())[:2]
+
+
+def cache_faces(files: list[str], size: tuple[int, int], cache_dir: str | Path | None = None, workers: int = 0,
+                progress: bool = True, decoding: Decoding | None = None) -> list[str]:
+    """The files in which the face-crop step found no face (it used its fallback crop); builds the cache if needed."""
+    return _cache(files, size, cache_dir, workers, progress, decoding or Decoding())[2]
+
+
+def _cache(files: list[str], size: tuple[int, int], cache_dir: str | Path | None, workers: int, progress: bool,
+           decoding: Decoding) -> tuple[np.ndarray, list[tuple[str, str]], list[str]]:
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = cache_key(files, size, crop)
+    key = cache_key(files, size, decoding)
     path = cache_dir / f"{key}-{size[0]}x{size[1]}.npy"
     meta = cache_dir / f"{key}.json"
     if not (path.exists() and meta.exists()):
@@ -134,11 +212,13 @@ def build_cache(files: list[str], size: tuple[int, int], cache_dir: str | Path |
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), size[0], size[1], 3)).flush()
         try:
-            bad = _run_chunks(files, size, crop, str(tmp), workers, progress, f"cache {size[0]}x{size[1]}")
-            atomic_write_text(meta, json.dumps({"size": list(size), "files": files, "bad": bad}))
+            desc = f"cache {size[0]}x{size[1]}" + (" (face crop)" if decoding.face != "none" else "")
+            bad, no_face = _run_chunks(files, size, decoding, str(tmp), workers, progress, desc)
+            atomic_write_text(meta, json.dumps({"size": list(size), "decoding": asdict(decoding), "files": files,
+                                                "bad": bad, "no_face": no_face}))
             os.replace(tmp, path)
         finally:
             if tmp.exists():
                 tmp.unlink()
-    bad = [tuple(item) for item in json.loads(meta.read_text())["bad"]]
-    return np.load(path, mmap_mode="r"), bad
+    info = json.loads(meta.read_text())
+    return np.load(path, mmap_mode="r"), [tuple(item) for item in info["bad"]], info.get("no_face", [])

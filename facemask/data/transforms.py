@@ -14,9 +14,42 @@ import torch
 from torchvision.transforms import v2
 
 from facemask.config import AugConfig
+from facemask.data.images import FILL
 from facemask.errors import ConfigError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+class ColourTemperature:
+    """Warmer or cooler light: red scaled by (1 + t) and blue by (1 - t), t uniform in [-strength, strength].
+    Written by hand: torchvision has no white-balance jitter."""
+
+    def __init__(self, strength: float):
+        self.strength = strength
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        t = (torch.rand(()) * 2 - 1) * self.strength
+        gains = torch.stack([1 + t, torch.ones(()), 1 - t]).view(3, 1, 1).to(image.device)
+        return (image.float() * gains).round_().clamp_(0, 255).to(torch.uint8)
+
+
+class LowResolution:
+    """With probability p, shrink by a factor drawn from ``factors`` and enlarge back: a photo from a worse camera
+    or a small face enlarged. (v2.RandomResize resizes but does not come back to the input size.)"""
+
+    def __init__(self, factors: tuple[float, float], p: float):
+        if len(factors) != 2 or not 0 < factors[0] <= factors[1] <= 1:
+            raise ValueError(f"aug.lowres_factor must be [low, high] with 0 < low <= high <= 1, got {list(factors)}")
+        self.factors, self.p = factors, p
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if torch.rand(()) >= self.p:
+            return image
+        factor = self.factors[0] + torch.rand(()).item() * (self.factors[1] - self.factors[0])
+        height, width = image.shape[-2:]
+        small = v2.functional.resize(image, [max(4, round(height * factor)), max(4, round(width * factor))],
+                                     antialias=True)
+        return v2.functional.resize(small, [height, width], antialias=True)
 
 
 class GaussianNoise:
@@ -26,7 +59,8 @@ class GaussianNoise:
         self.std = std
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        return (image.float() + torch.randn(image.shape) * self.std).clamp_(0, 255).to(torch.uint8)
+        noise = torch.randn(image.shape).to(image.device)  # drawn on the CPU: the same noise on any device
+        return (image.float() + noise * self.std).clamp_(0, 255).to(torch.uint8)
 
 
 # name -> (train transform factory, deterministic: also used for validation/prediction)
@@ -42,7 +76,40 @@ PRESETS: dict[str, tuple[Callable[[AugConfig], Transform | None], bool]] = {
     "always_grayscale": (lambda a: v2.Grayscale(num_output_channels=3), True),
     "noise": (lambda a: GaussianNoise(a.noise_std), False),
     "erasing": (lambda a: v2.RandomErasing(a.erasing_p, value=0), False),
+    # framing: zoom out (upper-body shot) to zoom in (tight face crop) with translation, grey where the photo ends
+    "framing": (lambda a: v2.RandomAffine(0, translate=(a.framing_translate, a.framing_translate),
+                                          scale=tuple(a.framing_scale), fill=FILL), False),
+    # resized_crop: a random part of the photo with a random aspect ratio, stretched to the input size
+    "resized_crop": (lambda a: _ResizedCrop(a), False),
+    "blur": (lambda a: v2.RandomApply([v2.GaussianBlur(5, sigma=tuple(a.blur_sigma))], p=a.blur_p), False),
+    "jpeg": (lambda a: v2.RandomApply([_CpuOnly(v2.JPEG(quality=tuple(a.jpeg_quality)))], p=a.jpeg_p), False),
+    "temperature": (lambda a: ColourTemperature(a.temperature), False),
+    "lowres": (lambda a: LowResolution(tuple(a.lowres_factor), a.lowres_p), False),
 }
+
+
+class _CpuOnly:
+    """Run a CPU transform (JPEG re-encoding) on a CPU copy when augmentation happens on a GPU."""
+
+    def __init__(self, transform: Transform):
+        self.transform = transform
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return self.transform(image.cpu()).to(image.device)
+
+
+class _ResizedCrop:
+    """v2.RandomResizedCrop back to the image's own size (the input size is only known from the image)."""
+
+    def __init__(self, aug: AugConfig):
+        self.scale, self.ratio = tuple(aug.crop_scale), tuple(aug.crop_ratio)
+        if len(self.scale) != 2 or len(self.ratio) != 2 or not 0 < self.scale[0] <= self.scale[1] <= 1 \
+                or not 0 < self.ratio[0] <= self.ratio[1]:
+            raise ValueError(f"aug.crop_scale must be [low, high] in (0, 1] and aug.crop_ratio [low, high] > 0, "
+                             f"got {list(self.scale)}, {list(self.ratio)}")
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return v2.RandomResizedCrop(list(image.shape[-2:]), scale=self.scale, ratio=self.ratio)(image)
 
 
 def preset_names(augment: str) -> list[str]:
@@ -59,7 +126,10 @@ def build_transforms(augment: str, aug: AugConfig | None = None) -> tuple[Transf
     train, evaluation = [], []
     for name in preset_names(augment):
         factory, deterministic = PRESETS[name]
-        transform = factory(aug)
+        try:
+            transform = factory(aug)
+        except (ValueError, TypeError, IndexError) as err:  # torchvision's own checks of the parameters
+            raise ConfigError(f"bad aug.* parameters for data.augment preset {name!r}: {err}") from err
         if transform is None:
             continue
         train.append(transform)

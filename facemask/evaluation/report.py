@@ -19,8 +19,10 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
-from facemask.data.images import load_image  # noqa: E402
+from facemask.config import config_from_dict  # noqa: E402
+from facemask.data.images import Decoding, load_image  # noqa: E402
 from facemask.data.labels import ATTRIBUTES, CLASS_NAMES, NUM_CLASSES, decode  # noqa: E402
+from facemask.data.loaders import decoding_of  # noqa: E402
 from facemask.errors import FacemaskError  # noqa: E402
 from facemask.evaluation.metrics import classification_metrics  # noqa: E402
 from facemask.utils import atomic_write_text  # noqa: E402
@@ -100,8 +102,10 @@ def plot_attribute_f1(metrics: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_errors(predictions: pd.DataFrame, attribute: str, path: Path) -> Path | None:
-    """A grid of validation images whose ``attribute`` was predicted wrongly, titled true -> predicted."""
+def plot_errors(predictions: pd.DataFrame, attribute: str, path: Path, decoding: Decoding | None = None,
+                size: tuple[int, int] = (128, 96)) -> Path | None:
+    """A grid of validation images whose ``attribute`` was predicted wrongly, titled true -> predicted, decoded as
+    the run decodes them (``decoding``: face crop, letterbox), so the grid shows what the model saw."""
     index = list(ATTRIBUTES).index(attribute)
     names = ATTRIBUTES[attribute]
     true_part = decode(predictions["label"].to_numpy())[index]
@@ -115,7 +119,7 @@ def plot_errors(predictions: pd.DataFrame, attribute: str, path: Path) -> Path |
     for ax in axes.ravel():
         ax.axis("off")
     for ax, rec in zip(axes.ravel(), wrong.itertuples(index=False)):
-        ax.imshow(load_image(rec.file, (128, 96)))
+        ax.imshow(load_image(rec.file, size, decoding))
         t, p = decode(int(rec.label))[index], decode(int(rec.pred))[index]
         ax.set_title(f"{names[t]}\n→ {names[p]}", fontsize=8, color="darkred")
     fig.suptitle(f"wrong {attribute} (true → predicted), first {len(wrong)}")
@@ -133,6 +137,8 @@ def make_report(run: str | Path) -> Path:
     config = yaml.safe_load((run / "config.yaml").read_text())
     y_true, y_pred = predictions["label"].to_numpy(), predictions["pred"].to_numpy()
     scores = classification_metrics(y_true, y_pred)
+    run_cfg = config_from_dict(config)
+    decoding, size = decoding_of(run_cfg), (run_cfg.data.height, run_cfg.data.width)
     out = run / "report"
     out.mkdir(exist_ok=True)
     figures = [("Training curves", plot_curves(metrics, out / "curves.png")),
@@ -142,7 +148,7 @@ def make_report(run: str | Path) -> Path:
                ("Confusion per attribute", plot_attribute_confusion(y_true, y_pred, out / "confusion_attributes.png")),
                ("Confusion matrix", plot_confusion(y_true, y_pred, out / "confusion.png"))]
     for attribute in ATTRIBUTES:
-        grid = plot_errors(predictions, attribute, out / f"errors_{attribute}.png")
+        grid = plot_errors(predictions, attribute, out / f"errors_{attribute}.png", decoding, size)
         if grid is not None:
             figures.append((f"Wrong {attribute} predictions", grid))
     best = metrics.loc[metrics["val_macro_f1"].idxmax()]

@@ -3,11 +3,13 @@ engine. The exported graph includes the normalisation, so its input is RGB in 0.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from facemask.data.labels import CLASS_NAMES
+from facemask.data.loaders import decoding_of
 from facemask.errors import FacemaskError
 from facemask.utils import atomic_write_text
 
@@ -38,8 +40,10 @@ def export_onnx(run: str | Path, out: str | Path | None = None, checkpoint: str 
         "run": str(run_dir_of(run)), "checkpoint": checkpoint, "model": cfg.model.name,
         "input": {"name": "images", "dtype": "float32", "layout": "NCHW", "channels": "RGB", "range": [0, 255],
                   "height": cfg.data.height, "width": cfg.data.width, "batch": "dynamic",
-                  "resize": "decode with EXIF orientation, convert to RGB, JPEG draft reduce, PIL bilinear resize "
-                            "to height x width (facemask.data.images.load_image)",
+                  "resize": "decode with EXIF orientation, convert to RGB, JPEG draft reduce, then as 'decoding' "
+                            "says: centre crop, face crop, PIL bilinear resize to height x width (stretch) or "
+                            "letterbox with grey (128) bars (facemask.data.images.load_image)",
+                  "decoding": asdict(decoding_of(cfg, load_detector=False)),
                   "normalisation": "inside the graph: (x - mean*255) / (std*255)",
                   "mean": model.mean.flatten().div(255).tolist(), "std": model.std.flatten().div(255).tolist()},
         "output": {"name": "logits", "classes": list(CLASS_NAMES), "label": "mask*6 + gender*3 + age_group",

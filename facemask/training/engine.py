@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from facemask.data.dataset import augment_batch
 from facemask.errors import FacemaskError
 from facemask.evaluation.metrics import classification_metrics
 
@@ -30,7 +31,7 @@ def autocast(device: torch.device, precision: str):
 
 def to_device(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     images = images.to(device, non_blocking=True)
-    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+    return images.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 class NonFiniteLoss(FacemaskError):
@@ -77,9 +78,10 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, op
                     updates_per_epoch: int, channels_last: bool = True, show_progress: bool = True,
                     should_stop: Callable[[], bool] = lambda: False,
                     on_step: Callable[[int], None] | None = None, mixer=None, ema=None,
-                    precision: str = "fp32") -> bool:
+                    precision: str = "fp32", augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> bool:
     """Continue ``progress`` through ``loader`` (which starts at batch ``progress.step``); True when the epoch is
-    complete, False when ``should_stop()`` ended it early. The scheduler is stepped per iteration."""
+    complete, False when ``should_stop()`` ended it early. The scheduler is stepped per iteration. With
+    ``augment``, the loader yields (images, labels, seeds) and the batch is augmented on the device."""
     model.train()
     if progress.step == 0:
         progress.lr = optimizer.param_groups[0]["lr"]
@@ -88,7 +90,9 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, op
     start, seen_before = time.perf_counter(), progress.seen
     bar = tqdm(loader, desc=f"epoch {epoch + 1} train", unit="batch", disable=not show_progress, leave=False,
                initial=progress.step, total=progress.step + len(loader))
-    for images, labels in bar:
+    for images, labels, *seeds in bar:
+        if augment is not None:
+            images = augment_batch(augment, images.to(device, non_blocking=True), seeds[0])
         images = to_device(images, device, channels_last)
         labels = labels.to(device, non_blocking=True)
         targets = labels

@@ -27,7 +27,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from facemask.config import Config, config_from_dict, save_config
 from facemask.data.corrections import load_samples, training_labels
-from facemask.data.loaders import load_pixels, make_loader
+from facemask.data.images import cache_faces
+from facemask.data.loaders import augment_on_device, decoding_of, load_pixels, make_loader
 from facemask.data.samplers import EpochSampler
 from facemask.data.split import kfold_by_person, split_by_person
 from facemask.data.transforms import build_transforms
@@ -140,6 +141,8 @@ def check_config(cfg: Config) -> None:
     if cfg.data.corrections and not Path(cfg.data.corrections).is_file():
         raise ConfigError(f"option data.corrections: file {cfg.data.corrections} does not exist")
     build_transforms(cfg.data.augment, cfg.aug)
+    augment_on_device(cfg.data, torch.device("cpu"))  # validates data.augment_on
+    decoding_of(cfg)  # data.resize, data.face_* and the face detector itself (dlib installed?)
     EpochSampler([0], 0, cfg.data.sampler)
     create_loss(cfg.loss, multihead=cfg.model.head == "multi")
     check_names(cfg.optim, cfg.sched)
@@ -239,6 +242,12 @@ def _fit_process(cfg: Config | None, resume: str | Path | None, hooks, stop: Sto
                           pd.DataFrame(bad, columns=["file", "problem"]).to_csv(index=False))
         log.warning("skipped %d images that cannot be decoded (listed in %s)", len(bad),
                     run_dir / "skipped_images.csv")
+    if cfg.data.face_crop != "none" and cfg.data.cache:
+        faceless = cache_faces(samples["file"].tolist(), (cfg.data.height, cfg.data.width), cfg.data.cache_dir or None,
+                               progress=False, decoding=decoding_of(cfg))  # read from the cache just built
+        atomic_write_text(run_dir / "no_face.csv", pd.DataFrame({"file": faceless}).to_csv(index=False))
+        log.info("face crop (%s): face found in %d of %d photos; the others are cropped where the face usually is (%s)",
+                 cfg.data.face_crop, len(samples) - len(faceless), len(samples), run_dir / "no_face.csv")
     if changes:
         atomic_write_text(run_dir / "corrections_applied.txt", "\n".join(changes) + "\n")
         log.info("label corrections from %s: %d changes (%s)", cfg.data.corrections, len(changes),
@@ -266,8 +275,10 @@ def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame
     train_tf, eval_tf = build_transforms(cfg.data.augment, cfg.aug)
     pin = device.type == "cuda"
     sampler = EpochSampler(train_df["label"].to_numpy(), cfg.train.seed, cfg.data.sampler, ddp.world, ddp.rank)
+    on_device = augment_on_device(cfg.data, device)
     train_loader = make_loader(train_df["file"], train_df["label"], cfg, train_tf, pixels,
-                               [row_of[f] for f in train_df["file"]], sampler=sampler, pin_memory=pin)
+                               [row_of[f] for f in train_df["file"]], sampler=sampler, pin_memory=pin,
+                               defer_augment=on_device)
     val_rows = shard(len(val_df), ddp)  # this rank's share of validation, gathered back in order
     val_part = val_df.iloc[val_rows]
     val_loader = make_loader(val_part["file"], val_part["label"], cfg, eval_tf, pixels,
@@ -348,7 +359,7 @@ def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame
         complete = train_one_epoch(train_model, train_loader, loss_fn, optimizer, scheduler, device, epoch,
                                    progress, updates_per_epoch, cfg.train.channels_last,
                                    cfg.train.progress and ddp.main, should_stop, on_step,
-                                   mixer, ema, cfg.train.precision)
+                                   mixer, ema, cfg.train.precision, train_tf if on_device else None)
         if not complete:
             save_last(epoch, progress)
             raise TrainingInterrupted(run_dir, stop.signum or signal.SIGINT, epoch, progress.step)
