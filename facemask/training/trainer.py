@@ -246,7 +246,7 @@ def _fit_process(cfg: Config | None, resume: str | Path | None, hooks, stop: Sto
         faceless = cache_faces(samples["file"].tolist(), (cfg.data.height, cfg.data.width), cfg.data.cache_dir or None,
                                progress=False, decoding=decoding_of(cfg))  # read from the cache just built
         atomic_write_text(run_dir / "no_face.csv", pd.DataFrame({"file": faceless}).to_csv(index=False))
-        log.info("face crop (%s): face found in %d of %d photos; the others are cropped where the face usually is (%s)",
+        log.info("face crop (%s): face found in %d of %d photos; the others are cropped where faces usually are (%s)",
                  cfg.data.face_crop, len(samples) - len(faceless), len(samples), run_dir / "no_face.csv")
     if changes:
         atomic_write_text(run_dir / "corrections_applied.txt", "\n".join(changes) + "\n")
