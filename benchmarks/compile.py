@@ -16,42 +16,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import bf16_supported, images_per_second  # noqa: E402
+from train_throughput import compute_step  # noqa: E402
 
 from facemask.config import load_config  # noqa: E402
 from facemask.models.factory import create_model  # noqa: E402
-from facemask.training.losses import create_loss  # noqa: E402
-from facemask.training.optim import create_optimizer  # noqa: E402
 from facemask.utils import cpu_count  # noqa: E402
 
 
-def _model():
-    cfg = load_config(None, ["model.pretrained=none"])
-    torch.manual_seed(0)
-    return cfg, create_model(cfg.model).to(memory_format=torch.channels_last)
-
-
-def train_steps(batch: int, h: int, w: int, bf16: bool, compiled: bool):
-    cfg, model = _model()
-    model.train()
-    optimizer = create_optimizer(model, cfg.optim)
-    loss_fn = create_loss(cfg.loss)
-    forward = torch.compile(model) if compiled else model
-    x = torch.randint(0, 256, (batch, 3, h, w), dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 18, (batch,))
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = forward(x)
-        loss = loss_fn(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
-
-
-def predict_step(batch: int, h: int, w: int, bf16: bool, compiled: bool, x: torch.Tensor):
-    _, model = _model()
-    model.eval()
+def predict_step(bf16: bool, compiled: bool, x: torch.Tensor):
+    torch.manual_seed(0)  # eager and compiled get the same weights, so their predictions can be compared
+    model = create_model(load_config(None, ["model.pretrained=none"]).model)
+    model = model.to(memory_format=torch.channels_last).eval()
     forward = torch.compile(model) if compiled else model
     out = {}
 
@@ -83,7 +58,8 @@ def main() -> None:
         for name, bf16 in precisions.items():
             rates, first = {}, {}
             for compiled in (False, True):
-                step = train_steps(args.batch, h, w, bf16, compiled)
+                cfg = load_config(None, ["model.pretrained=none", f"data.height={h}", f"data.width={w}"])
+                step = compute_step(cfg, True, bf16, args.batch, compiled)
                 first[compiled] = timed_first_call(step)
                 rates[compiled] = images_per_second(step, args.batch, warmup=2, seconds=args.seconds)
             print(f"{size} train   {name:<22} eager {rates[False]:7.1f} img/s | compiled {rates[True]:7.1f} img/s "
@@ -92,7 +68,7 @@ def main() -> None:
             x = x.contiguous(memory_format=torch.channels_last)
             rates, first, probs = {}, {}, {}
             for compiled in (False, True):
-                step, out = predict_step(args.predict_batch, h, w, bf16, compiled, x)
+                step, out = predict_step(bf16, compiled, x)
                 first[compiled] = timed_first_call(step)
                 probs[compiled] = out["probs"]
                 rates[compiled] = images_per_second(step, args.predict_batch, warmup=2, seconds=args.seconds)

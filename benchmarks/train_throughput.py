@@ -44,11 +44,13 @@ from facemask.training.optim import create_optimizer  # noqa: E402
 from facemask.utils import cpu_count  # noqa: E402
 
 
-def compute_step(cfg, channels_last: bool, bf16: bool, batch: int):
+def compute_step(cfg, channels_last: bool, bf16: bool, batch: int, compiled: bool = False):
+    """One forward + backward + optimizer step on a uint8 batch in memory (``compiled``: through torch.compile)."""
     model = create_model(cfg.model)
     model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format).train()
     optimizer = create_optimizer(model, cfg.optim)
     loss_fn = create_loss(cfg.loss)
+    forward = torch.compile(model) if compiled else model
     x = torch.randint(0, 256, (batch, 3, cfg.data.height, cfg.data.width), dtype=torch.uint8)
     x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
     y = torch.randint(0, 18, (batch,))
@@ -56,7 +58,7 @@ def compute_step(cfg, channels_last: bool, bf16: bool, batch: int):
 
     def step():
         with autocast(device, "bf16" if bf16 else "fp32"):
-            logits = model(x)
+            logits = forward(x)
         loss = loss_fn(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -108,8 +108,13 @@ class _ResizedCrop:
             raise ValueError(f"aug.crop_scale must be [low, high] in (0, 1] and aug.crop_ratio [low, high] > 0, "
                              f"got {list(self.scale)}, {list(self.ratio)}")
 
+        self.by_size: dict[tuple[int, int], Transform] = {}
+
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        return v2.RandomResizedCrop(list(image.shape[-2:]), scale=self.scale, ratio=self.ratio)(image)
+        size = tuple(image.shape[-2:])
+        if size not in self.by_size:  # built once per input size, not per image
+            self.by_size[size] = v2.RandomResizedCrop(list(size), scale=self.scale, ratio=self.ratio)
+        return self.by_size[size](image)
 
 
 def preset_names(augment: str) -> list[str]:
