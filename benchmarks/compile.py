@@ -19,8 +19,8 @@ from _common import bf16_supported, images_per_second  # noqa: E402
 from train_throughput import compute_step  # noqa: E402
 
 from facemask.config import load_config  # noqa: E402
+from facemask.io import cpu_count  # noqa: E402
 from facemask.models.factory import create_model  # noqa: E402
-from facemask.utils import cpu_count  # noqa: E402
 
 
 def predict_step(bf16: bool, compiled: bool, x: torch.Tensor):

@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import bf16_supported, images_per_second  # noqa: E402
 
 from facemask.config import ModelConfig  # noqa: E402
+from facemask.io import cpu_count  # noqa: E402
 from facemask.models.factory import create_model  # noqa: E402
-from facemask.utils import cpu_count  # noqa: E402
 
 
 def torch_variant(model, images, channels_last: bool, bf16: bool):

@@ -28,9 +28,9 @@ from facemask.data.images import build_cache  # noqa: E402
 from facemask.data.layout import read_eval, read_train  # noqa: E402
 from facemask.data.loaders import load_pixels, make_loader  # noqa: E402
 from facemask.data.transforms import build_transforms  # noqa: E402
+from facemask.io import cpu_count  # noqa: E402
 from facemask.models.factory import create_model  # noqa: E402
-from facemask.training.engine import predict_probs  # noqa: E402
-from facemask.utils import cpu_count  # noqa: E402
+from facemask.models.runtime import predict_probs  # noqa: E402
 
 SETTINGS = {"eager fp32 (default settings)": (False, "fp32"), "channels-last fp32": (True, "fp32"),
             "bf16": (False, "bf16"), "bf16 + channels-last": (True, "bf16")}

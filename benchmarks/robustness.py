@@ -17,7 +17,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facemask.evaluation.robustness import FRAMINGS, robustness_table  # noqa: E402
-from facemask.inference.predict import load_run, run_dir_of, run_probs, validation_samples  # noqa: E402
+from facemask.inference.predict import run_probs, validation_samples  # noqa: E402
+from facemask.runs import Run  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -36,11 +37,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     out = Path(args.out or tempfile.mkdtemp(prefix="facemask-robustness-"))
     tables = []
     for run in args.runs:
-        cfg, _ = load_run(run)
+        cfg = Run.open(run).config()
         if args.data:
             cfg.data.root = args.data
         samples = validation_samples(run, cfg)
-        name = run_dir_of(run).name
+        name = Run.open(run).name
         print(f"{name}: {samples.person.nunique()} validation people, {len(samples)} photos "
               f"(resize={cfg.data.resize}, face_crop={cfg.data.face_crop}, augment={cfg.data.augment})")
 

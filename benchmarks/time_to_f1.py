@@ -24,9 +24,10 @@ from facemask.config import load_config  # noqa: E402
 from facemask.data.layout import read_train  # noqa: E402
 from facemask.data.split import split_by_person  # noqa: E402
 from facemask.evaluation.metrics import macro_f1  # noqa: E402
+from facemask.io import cpu_count  # noqa: E402
 from facemask.models.factory import create_model  # noqa: E402
 from facemask.training.trainer import fit  # noqa: E402
-from facemask.utils import cpu_count, seed_everything  # noqa: E402
+from facemask.utils import seed_everything  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

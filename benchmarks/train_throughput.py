@@ -37,11 +37,12 @@ from facemask.data.layout import read_train  # noqa: E402
 from facemask.data.loaders import load_pixels, make_loader, resolve_workers  # noqa: E402
 from facemask.data.samplers import EpochSampler  # noqa: E402
 from facemask.data.transforms import build_transforms  # noqa: E402
+from facemask.io import cpu_count  # noqa: E402
 from facemask.models.factory import create_model  # noqa: E402
-from facemask.training.engine import EpochProgress, autocast, train_one_epoch  # noqa: E402
+from facemask.models.runtime import autocast  # noqa: E402
+from facemask.training.engine import EpochProgress, train_one_epoch  # noqa: E402
 from facemask.training.losses import create_loss  # noqa: E402
 from facemask.training.optim import create_optimizer  # noqa: E402
-from facemask.utils import cpu_count  # noqa: E402
 
 
 def compute_step(cfg, channels_last: bool, bf16: bool, batch: int, compiled: bool = False):
@@ -84,8 +85,9 @@ def pipeline_rate(cfg, samples, batches: int) -> float:
         progress = EpochProgress()
         sampler.set_epoch(epoch)
         start = time.perf_counter()
-        train_one_epoch(model, loader, loss_fn, optimizer, None, device, epoch, progress, len(loader),
-                        cfg.train.channels_last, False, precision=cfg.train.precision)
+        train_one_epoch(model, loader, loss_fn=loss_fn, optimizer=optimizer, scheduler=None, device=device,
+                        epoch=epoch, progress=progress, updates_per_epoch=len(loader),
+                        channels_last=cfg.train.channels_last, show_progress=False, precision=cfg.train.precision)
         elapsed = time.perf_counter() - start
     return progress.seen / elapsed
 

@@ -1,4 +1,5 @@
-"""The ``facemask`` command: one thin entry point over the package."""
+"""The ``facemask`` command: one thin entry point over the package. Every user error is one line
+``facemask: error: ...`` naming the file or option, exit status 2."""
 from __future__ import annotations
 
 import argparse
@@ -6,8 +7,10 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
+from facemask import __version__
 from facemask.errors import FacemaskError, TrainingInterrupted
 
 log = logging.getLogger("facemask")
@@ -22,6 +25,10 @@ def _print_metrics(title: str, metrics: dict) -> None:
 def cmd_demo_data(args: argparse.Namespace) -> None:
     from facemask.data.demo import make_demo_dataset
 
+    if args.people < 2:
+        raise FacemaskError(f"--people {args.people}: at least 2 people are needed")
+    if not 0 <= args.eval_fraction < 1:
+        raise FacemaskError(f"--eval-fraction {args.eval_fraction} must be between 0 and 1")
     out = make_demo_dataset(args.out, people=args.people, eval_fraction=args.eval_fraction, seed=args.seed)
     print(f"demo dataset written to {out} (train/, eval/, eval_answers.csv)")
 
@@ -38,14 +45,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     from facemask.config import load_config
     from facemask.training.trainer import fit
 
+    overrides = list(args.overrides) + (["train.progress=false"] if args.quiet else [])
     if args.resume:
-        if args.config or args.overrides:
-            raise FacemaskError("--resume continues a run with its saved config; drop -c and the overrides")
-        run_dir = fit(resume=args.resume)
-    elif args.folds:
+        if args.config or args.overrides or args.folds:
+            raise FacemaskError("--resume continues a run with its saved config; drop -c, --folds and the overrides")
+        run_dir = fit(resume=args.resume, trust_run_code=args.trust_run_code)
+    elif args.folds is not None:
         from facemask.training.trainer import fit_folds
 
-        parent = fit_folds(load_config(args.config, args.overrides), args.folds)
+        parent = fit_folds(load_config(args.config, overrides), args.folds)
         summary = json.loads((parent / "kfold.json").read_text())
         print(f"{args.folds} folds: validation macro F1 {summary['mean_macro_f1']:.4f} ± {summary['std_macro_f1']:.4f} "
               f"(folds: {', '.join(f'{s:.4f}' for s in summary['fold_macro_f1'])}); out-of-fold macro F1 "
@@ -53,7 +61,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"k-fold folder: {parent} (oof.csv, kfold.json, one run per fold)")
         return
     else:
-        run_dir = fit(load_config(args.config, args.overrides))
+        run_dir = fit(load_config(args.config, overrides))
     if int(os.environ.get("RANK", "0")) > 0:
         return
     summary = json.loads((run_dir / "eval.json").read_text())
@@ -65,6 +73,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from facemask.config import load_config
     from facemask.training.sweep import sweep
 
+    if args.trials < 1:
+        raise FacemaskError(f"--trials {args.trials} must be at least 1")
     result = sweep(load_config(args.config, args.overrides), args.space, args.trials, args.study, args.storage,
                    args.seed, args.out)
     print(f"study {result['study']}: {result['trials']} trials ({result['completed']} completed, "
@@ -73,39 +83,109 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from facemask.inference.predict import evaluate_run, save_json
+    from facemask.inference.predict import evaluate_run
+    from facemask.runs import EVAL_DATA, EVAL_VAL
+    from facemask.submission import save_json
 
-    metrics = evaluate_run(args.run, args.data, args.checkpoint, args.device, progress=not args.quiet)
-    default = "eval-val.json" if args.data is None else "eval-data.json"
-    out = Path(args.out) if args.out else Path(args.run) / default
+    out = Path(args.out) if args.out else Path(args.run) / (EVAL_VAL if args.data is None else EVAL_DATA)
+    if out.is_dir():
+        raise FacemaskError(f"--out {out} is a folder; name the JSON file to write")
+    metrics = evaluate_run(args.run, args.data, args.checkpoint, args.device, progress=not args.quiet,
+                           trust_run_code=args.trust_run_code)
     save_json(metrics, out)
     _print_metrics(f"{metrics['data']}", metrics)
     print(f"saved {out}")
 
 
-def cmd_predict(args: argparse.Namespace) -> None:
-    from facemask.inference.predict import predict_folder, save_probs, write_submission
+def split_runs(items: list[str], checkpoint: str) -> tuple[list[str], list[str]]:
+    """``facemask predict RUN [RUN ...] [PATH ...]``: the leading run folders (or checkpoint files), then the rest."""
+    runs = []
+    for item in items:
+        path = Path(item)
+        is_run = (path.is_dir() and (path / checkpoint).is_file()) or (path.is_file() and path.suffix == ".pt")
+        if not is_run:
+            break
+        runs.append(item)
+    if not runs:
+        raise FacemaskError(f"{items[0]} is not a run folder (no {checkpoint} in it): name the run(s) first, e.g. "
+                            "facemask predict runs/cpu-<time> photos/")
+    return runs, items[len(runs):]
 
-    info, scores = predict_folder(args.runs, args.data, args.tta, args.engine, args.vote, args.weights,
-                                  args.checkpoint, args.device, not args.quiet, args.precision)
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    runs, paths = split_runs(args.items, args.checkpoint)
+    if args.data and paths:
+        raise FacemaskError(f"give --data (a competition eval folder) or photos ({paths[0]} ...), not both")
+    if not args.data and not paths:
+        raise FacemaskError("nothing to predict: give image files or folders after the run(s), or --data EVAL_FOLDER")
+    if args.data:
+        predict_competition(args, runs)
+    else:
+        predict_photo_files(args, runs, paths)
+
+
+def predict_competition(args: argparse.Namespace, runs: list[str]) -> None:
+    from facemask.inference.predict import predict_folder, save_probs
+    from facemask.submission import write_submission
+
+    out = Path(args.out or "submission.csv")
+    for path, option in ((out, "--out"), (Path(args.save_probs) if args.save_probs else None, "--save-probs")):
+        if path is not None and path.is_dir():
+            raise FacemaskError(f"{option} {path} is a folder; name the CSV file to write")
+    info, scores = predict_folder(runs, args.data, tta=args.tta, engine=args.engine, vote=args.vote,
+                                  weights=args.weights, checkpoint=args.checkpoint, device=args.device,
+                                  progress=not args.quiet, precision=args.precision,
+                                  trust_run_code=args.trust_run_code)
     if args.save_probs:
         save_probs(info["ImageID"], scores / scores.sum(1, keepdims=True), args.save_probs)
         print(f"wrote {args.save_probs}")
-    write_submission(info, scores.argmax(1), args.out)
-    print(f"wrote {args.out} ({len(info)} rows, {len(args.runs)} run(s), vote {args.vote}, "
-          f"TTA {args.tta or 'none'}, engine {args.engine})")
+    write_submission(info, scores.argmax(1), out)
+    print(f"wrote {out} ({len(info)} rows, {len(runs)} run(s), vote {args.vote}, TTA {args.tta or 'none'}, "
+          f"engine {args.engine})")
+
+
+def predict_photo_files(args: argparse.Namespace, runs: list[str], paths: list[str]) -> None:
+    from facemask.inference.api import load
+    from facemask.inference.photos import predict_photos
+
+    if args.save_probs:
+        raise FacemaskError("--save-probs is for --data (competition mode); photos mode writes the probabilities")
+    out = Path(args.out or "faces.csv")
+    model = load(runs, device=args.device, engine=args.engine, tta=args.tta, checkpoint=args.checkpoint,
+                 weights=args.weights, vote=args.vote, precision=args.precision, min_face=args.min_face,
+                 face_threshold=args.face_threshold, no_face=args.no_face, trust_run_code=args.trust_run_code)
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet:
+            print(f"  {done}/{total} photos", file=sys.stderr)
+    summary = predict_photos(model, paths, out, workers=args.workers, progress=progress)
+    for path, why in summary["skipped_files"][:5]:
+        print(f"skipped {path}: {why}")
+    if summary["skipped"] > 5:
+        print(f"skipped {summary['skipped'] - 5} more files (listed in {out})")
+    engines = ", ".join(sorted(set(model.info["engines"])))
+    print(f"wrote {out}: {summary['faces']} faces in {summary['photos']} photos ({summary['no_face']} with no face "
+          f"found, {summary['errors']} unreadable, {summary['skipped']} files skipped); {len(runs)} run(s), "
+          f"engine {engines}, TTA {args.tta or 'none'}")
 
 
 def cmd_ensemble_search(args: argparse.Namespace) -> None:
     from facemask.inference.ensemble import ensemble_search
-    from facemask.inference.predict import save_json
+    from facemask.submission import save_json
 
-    result = ensemble_search(args.runs, args.tta, args.engine, args.vote, args.device, progress=not args.quiet)
+    if Path(args.out).is_dir():
+        raise FacemaskError(f"--out {args.out} is a folder; name the JSON file to write")
+    result = ensemble_search(args.runs, args.tta, args.engine, args.vote, args.device, progress=not args.quiet,
+                             checkpoint=args.checkpoint, trust_run_code=args.trust_run_code)
     for run, f1 in zip(result["runs"], result["single_macro_f1"]):
         print(f"{run}: validation macro F1 {f1:.4f}")
     print(f"equal weights: {result['equal_weights_macro_f1']:.4f}")
     print(f"best weights {' '.join(f'{w:.2f}' for w in result['weights'])}: {result['ensemble_macro_f1']:.4f} "
-          f"(gain over the best single run {result['gain_over_best_single']:+.4f}, {result['images']} images)")
+          f"(in-sample gain over the best single run {result['gain_over_best_single']:+.4f}, {result['images']} "
+          f"images: weights chosen and scored on the same people)")
+    print(f"cross-validated gain {result['cv_gain']:+.4f} (weights and the best single run chosen on half of the "
+          f"{result['people']} people, scored on the other half, both ways: "
+          f"{', '.join(f'{g:+.4f}' for g in result['cv_gains'])})")
     save_json(result, args.out)
     print(f"saved {args.out}; predict with --weights {' '.join(f'{w:.2f}' for w in result['weights'])}")
 
@@ -120,7 +200,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from facemask.evaluation.report import make_report
 
-    print(f"wrote {make_report(args.run)}")
+    print(f"wrote {make_report(args.run, trust_run_code=args.trust_run_code)}")
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
@@ -144,50 +224,75 @@ def cmd_runs(args: argparse.Namespace) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from facemask.inference.predict import read_csv_file, validate_submission
+    from facemask.submission import read_csv_file, validate_submission
 
-    problems = validate_submission(read_csv_file(args.submission), read_csv_file(args.info), args.submission)
+    info = read_csv_file(args.info, "info file", ("ImageID",))
+    problems = validate_submission(read_csv_file(args.submission, "submission", ()), info, args.submission)
     for problem in problems:
         print(problem)
     if not problems:
-        print(f"{args.submission}: valid ({len(read_csv_file(args.info))} rows, in info.csv's order)")
+        print(f"{args.submission}: valid ({len(info)} rows, in info.csv's order)")
     return 1 if problems else 0
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from facemask.inference.predict import score_submission
+    from facemask.submission import score_submission
 
     metrics = score_submission(args.submission, args.answers)
     _print_metrics(str(args.submission), metrics)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facemask", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+def cmd_serve(args: argparse.Namespace) -> None:
+    from facemask.serve.app import serve
 
-    p = sub.add_parser("demo-data", help="write a synthetic dataset in the competition layout")
+    serve(args)
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Help with every option's default, and descriptions kept as written."""
+
+
+def _parser(sub, name: str, help: str, parents=(), description: str | None = None) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=description or help, parents=[_VERBOSE, *parents],
+                          formatter_class=_Formatter)
+
+
+_VERBOSE = argparse.ArgumentParser(add_help=False)
+_VERBOSE.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                      help="debug logging (also accepted before the subcommand)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facemask", description=__doc__, formatter_class=_Formatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"facemask {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _parser(sub, "demo-data", "write a synthetic dataset in the competition layout")
     p.add_argument("out", help="output folder (gets train/, eval/, eval_answers.csv)")
-    p.add_argument("--people", type=int, default=300)
-    p.add_argument("--eval-fraction", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--people", type=int, default=300, help="people to draw (seven photos each)")
+    p.add_argument("--eval-fraction", type=float, default=0.2, help="share of people written to eval/")
+    p.add_argument("--seed", type=int, default=0, help="the same seed always gives the same pixels")
     p.set_defaults(func=cmd_demo_data)
 
-    p = sub.add_parser("check-data", help="validate a dataset up front and list every problem with its file")
+    p = _parser(sub, "check-data", "validate a dataset up front and list every problem with its file")
     p.add_argument("data", help="a train folder, an eval folder, or a folder with train/ and/or eval/")
     p.add_argument("--faces", metavar="DETECTOR", default="",
                    help="also measure how often the face-crop detector (e.g. hog) finds a face in the training photos")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_check_data)
 
-    p = sub.add_parser("train", help="train a model: facemask train -c configs/x.yaml optim.lr=3e-4 ...")
+    p = _parser(sub, "train", "train a model: facemask train -c configs/x.yaml optim.lr=3e-4 ...")
     p.add_argument("-c", "--config", help="YAML config (default: built-in defaults)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.root=data/train train.epochs=3")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder where it stopped")
     p.add_argument("--folds", type=int, metavar="K", help="train K runs, one per person-level fold, with OOF output")
+    p.add_argument("--trust-run-code", action="store_true",
+                   help="--resume: let the run's saved config import its face detector (data.face_crop=module:f)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("sweep", help="Optuna study over a search space; each trial a tracked run")
+    p = _parser(sub, "sweep", "Optuna study over a search space; each trial a tracked run")
     p.add_argument("-c", "--config", help="base YAML config")
     p.add_argument("overrides", nargs="*", help="dotted overrides of the base config")
     p.add_argument("--space", required=True, help="YAML: config.key: {type: float|int|categorical, ...}")
@@ -200,10 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--checkpoint", default="best.pt", help="checkpoint file inside the run folder")
-    common.add_argument("--device", default="cpu")
+    common.add_argument("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda or cuda:N")
+    common.add_argument("--trust-run-code", action="store_true",
+                        help="let a run's saved config import its face detector (data.face_crop=module:factory); "
+                             "only for runs you trust")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
-    p = sub.add_parser("eval", parents=[common], help="metrics of a run on its validation people or a dataset")
+    p = _parser(sub, "eval", "metrics of a run on its validation people or a dataset", [common])
     p.add_argument("run", help="run folder")
     p.add_argument("--data", help="a train-layout folder to evaluate on instead (every image)")
     p.add_argument("--out", help="JSON output (default: RUN/eval-val.json or RUN/eval-data.json)")
@@ -211,69 +319,126 @@ def build_parser() -> argparse.ArgumentParser:
 
     inference = argparse.ArgumentParser(add_help=False)
     inference.add_argument("--tta", help="test-time views averaged with the original, e.g. flip,scale:1.15,zoom:0.9")
-    inference.add_argument("--engine", default="torch", choices=["torch", "onnx"],
-                           help="onnx runs RUN/model.onnx (from facemask export) with ONNX Runtime")
+    inference.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx"],
+                           help="auto: ONNX Runtime when the run has an up-to-date `facemask export`, else PyTorch")
     inference.add_argument("--vote", default="soft", choices=["soft", "hard"],
                            help="soft: weighted mean of probabilities; hard: weighted majority, ties by probability")
     inference.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                            help="bf16 autocast for the PyTorch engine (about 2x faster on CPUs with AVX-512 BF16)")
 
-    p = sub.add_parser("predict", parents=[common, inference], help="write a submission (one run or an ensemble)")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s); several make an ensemble")
-    p.add_argument("--data", required=True, help="eval folder with info.csv and images/")
-    p.add_argument("--out", default="submission.csv")
+    photos = argparse.ArgumentParser(add_help=False)
+    photos.add_argument("--min-face", type=int, default=40, help="photos: smallest face width (pixels) to look for")
+    photos.add_argument("--face-threshold", type=float, default=None,
+                        help="photos: face detector score threshold (default: the detector's own, -0.8 for hog)")
+    photos.add_argument("--no-face", default="report", choices=["report", "fallback"],
+                        help="photos with no face found: a row saying so, or the answer for the crop training "
+                             "used when its detector found none")
+    photos.add_argument("--workers", type=int, default=0, help="photos: decoding + detection processes (0: one "
+                        "per core)")
+
+    p = _parser(sub, "predict", "answer photos (every face) or write a competition submission", [common, inference,
+                photos], description="""\
+facemask predict RUN [RUN ...] PATH [PATH ...] --out faces.csv|faces.json
+    image files and folders (recursive; jpg, jpeg, png, webp, bmp): one row per face with its box, the three
+    answers, the class and the probabilities; other files are listed as skipped
+facemask predict RUN [RUN ...] --data EVAL_FOLDER --out submission.csv
+    the competition's eval layout (info.csv + images/): the submission, ImageID,ans (class ids 0..17)
+Several runs make an ensemble (--vote, --weights).""")
+    p.add_argument("items", nargs="+", metavar="RUN_OR_PATH", help="run folder(s), then image files or folders")
+    p.add_argument("--data", help="competition mode: eval folder with info.csv and images/")
+    p.add_argument("--out", help="default: faces.csv (photos) or submission.csv (--data)")
     p.add_argument("--weights", type=float, nargs="+", help="one weight per run (default: equal)")
-    p.add_argument("--save-probs", metavar="CSV", help="also write per-image class probabilities")
+    p.add_argument("--save-probs", metavar="CSV", help="--data: also write per-image class probabilities")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("ensemble-search", parents=[common, inference],
-                       help="pick ensemble weights on the runs' shared validation images")
+    p = _parser(sub, "ensemble-search", "pick ensemble weights on the runs' shared validation images",
+                [common, inference])
     p.add_argument("runs", nargs="+", metavar="RUN")
-    p.add_argument("--out", default="ensemble.json")
+    p.add_argument("--out", default="ensemble.json", help="where to save the weights and the figures")
     p.set_defaults(func=cmd_ensemble_search)
 
-    p = sub.add_parser("export", help="write RUN/model.onnx (dynamic batch) and its preprocessing JSON")
+    p = _parser(sub, "export", "write RUN/model.onnx (dynamic batch) and its preprocessing JSON")
     p.add_argument("run")
     p.add_argument("--out", help="default: RUN/model.onnx")
-    p.add_argument("--checkpoint", default="best.pt")
+    p.add_argument("--checkpoint", default="best.pt", help="checkpoint file inside the run folder")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("report", help="write RUN/report.html (+ PNGs): curves, F1, confusion matrices, errors")
+    p = _parser(sub, "report", "write RUN/report.html (+ PNGs): curves, F1, confusion matrices, errors")
     p.add_argument("run")
+    p.add_argument("--trust-run-code", action="store_true",
+                   help="let the run's saved config import its face detector to draw the error grids")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("runs", help="table of tracked runs, best validation macro F1 first; --diff A B")
+    p = _parser(sub, "runs", "table of tracked runs, best validation macro F1 first; --diff A B")
     p.add_argument("--uri", help="tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db here)")
-    p.add_argument("--experiment", default="facemask")
+    p.add_argument("--experiment", default="facemask", help="MLflow experiment")
     p.add_argument("--diff", nargs=2, metavar=("A", "B"), help="config keys that differ between two runs")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("validate", help="check a submission against info.csv (rows, order, ids, labels)")
+    p = _parser(sub, "validate", "check a submission against info.csv (rows, order, ids, labels)")
     p.add_argument("submission")
     p.add_argument("--info", required=True, help="eval/info.csv")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("score", help="score a submission against an answers file")
+    p = _parser(sub, "score", "score a submission against an answers file")
     p.add_argument("submission")
-    p.add_argument("answers")
+    p.add_argument("answers", help="ImageID,ans with the true classes")
     p.set_defaults(func=cmd_score)
+
+    p = _parser(sub, "serve", "serve runs over HTTP: POST /predict, GET /health, /info, / (a page to try it)",
+                [inference])
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s); several make an ensemble")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind; any other than loopback needs --token "
+                   "or --insecure")
+    p.add_argument("--port", type=int, default=8000, help="port (0: any free port, printed on start)")
+    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on every request but /health "
+                   "(default: $FACEMASK_TOKEN when set)")
+    p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without a token")
+    p.add_argument("--max-bytes", default="10MB", help="largest upload accepted (413 above), e.g. 10MB, 500KB")
+    p.add_argument("--max-batch", type=int, default=16, help="largest micro-batch of concurrent requests")
+    p.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a request waits for a batch to fill")
+    p.add_argument("--export", action="store_true", help="export the runs to ONNX first (then --engine auto uses it)")
+    p.add_argument("--weights", type=float, nargs="+", help="one weight per run (default: equal)")
+    p.add_argument("--checkpoint", default="best.pt", help="checkpoint file inside the run folder")
+    p.add_argument("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda or cuda:N")
+    p.add_argument("--min-face", type=int, default=40, help="smallest face width (pixels) to look for")
+    p.add_argument("--face-threshold", type=float, default=None, help="face detector score threshold")
+    p.add_argument("--no-face", default="report", choices=["report", "fallback"],
+                   help="photos with no face found: an entry saying so, or the answer for the fallback crop")
+    p.add_argument("--trust-run-code", action="store_true",
+                   help="let a run's saved config import its face detector (data.face_crop=module:factory)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no request log")
+    p.set_defaults(func=cmd_serve)
     return parser
+
+
+def _quiet_libraries() -> None:
+    """Keep third-party chatter (matplotlib, onnxscript, the ONNX exporter, MLflow) out of normal output."""
+    for name in ("matplotlib", "PIL", "onnxscript", "onnx_ir", "torch.onnx", "torch.export", "mlflow", "alembic",
+                 "urllib3", "httpx", "multipart"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*onnxscript.*")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.INFO
+    level = logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
     if int(os.environ.get("RANK", "0")) > 0:  # torchrun: only rank 0 talks
         level = logging.WARNING
     logging.basicConfig(level=level, format="%(message)s")
+    log.setLevel(level)
+    if level > logging.DEBUG:
+        _quiet_libraries()
     try:
         code = args.func(args)
     except TrainingInterrupted as err:
         print(f"facemask: {err}", file=sys.stderr)
         return 128 + err.signum
     except FacemaskError as err:
-        print(f"facemask: error: {err}", file=sys.stderr)
+        print(f"facemask: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("facemask: interrupted", file=sys.stderr)

@@ -5,6 +5,7 @@ Every run saves its resolved config as ``config.yaml``; unknown keys and values 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -163,6 +164,85 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def validate(self) -> "Config":
+        """Check every option's range (the registry names are checked where they are defined); the first problem
+        is a ConfigError naming the option. Cheap: runs before any data is read or folder written."""
+        for section in dataclasses.fields(self):
+            values = getattr(self, section.name)
+            for option in dataclasses.fields(values):
+                value = getattr(values, option.name)
+                items = value if isinstance(value, list) else [value]
+                if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+                    raise ConfigError(f"option {section.name}.{option.name}={value} must be a finite number")
+        for key, check, need in RANGES:
+            section, _, name = key.partition(".")
+            value = getattr(getattr(self, section), name)
+            if value is not None and not check(value):
+                raise ConfigError(f"option {key}={value} {need}")
+        data = self.data
+        for key, ages in (("age_thresholds", data.age_thresholds), ("train_age_thresholds", data.train_age_thresholds)):
+            if ages is not None and (len(ages) != 2 or not 0 < ages[0] < ages[1]):
+                raise ConfigError(f"option data.{key} must be two increasing ages, got {ages}")
+        if data.fold >= data.folds:
+            raise ConfigError(f"option data.fold={data.fold} needs 0 <= fold < data.folds ({data.folds})")
+        for key, values in (("mean", data.mean), ("std", data.std)):
+            if values is not None and len(values) != 3:
+                raise ConfigError(f"option data.{key} needs 3 values (R, G, B), got {values}")
+        if data.std is not None and min(data.std) <= 0:
+            raise ConfigError(f"option data.std={data.std} must be positive")
+        if len(self.loss.head_weights) != 3 or min(self.loss.head_weights) < 0:
+            raise ConfigError(f"option loss.head_weights needs 3 values >= 0 (mask, gender, age), "
+                              f"got {self.loss.head_weights}")
+        return self
+
+
+def _probability(x: float) -> bool:
+    return 0.0 <= x <= 1.0
+
+
+# (option, check, what the error says it needs): ranges a value of the right type must also satisfy.
+RANGES: list[tuple[str, Any, str]] = [
+    ("data.val_fraction", lambda x: 0 < x < 1, "must be between 0 and 1"),
+    ("data.height", lambda x: 16 <= x <= 4096, "must be between 16 and 4096 pixels"),
+    ("data.width", lambda x: 16 <= x <= 4096, "must be between 16 and 4096 pixels"),
+    ("data.batch_size", lambda x: x >= 1, "must be at least 1"),
+    ("data.num_workers", lambda x: x >= -1, "must be -1 (automatic) or at least 0"),
+    ("data.folds", lambda x: x >= 2, "must be at least 2"),
+    ("data.fold", lambda x: x >= -1, "must be -1 (no fold) or a fold number"),
+    ("data.face_margin", lambda x: x >= 0, "must be >= 0"),
+    ("data.face_fallback", lambda x: x > 0, "must be > 0"),
+    *((f"aug.{name}", _probability, "must be a probability between 0 and 1") for name in (
+        "flip_p", "grayscale_p", "erasing_p", "blur_p", "jpeg_p", "lowres_p", "mix_prob", "mix_switch_prob",
+        "halfmix_p", "brightness", "contrast", "saturation")),
+    ("aug.hue", lambda x: 0 <= x <= 0.5, "must be between 0 and 0.5"),
+    ("aug.temperature", lambda x: 0 <= x < 1, "must be between 0 and 1"),
+    ("aug.noise_std", lambda x: x >= 0, "must be >= 0"),
+    ("aug.mixup_alpha", lambda x: x >= 0, "must be >= 0"),
+    ("aug.cutmix_alpha", lambda x: x >= 0, "must be >= 0"),
+    ("aug.crop_height", lambda x: x >= 1, "must be at least 1"),
+    ("aug.crop_width", lambda x: x >= 1, "must be at least 1"),
+    ("model.drop_rate", lambda x: 0 <= x < 1, "must be between 0 and 1"),
+    ("model.hidden", lambda x: x >= 1, "must be at least 1"),
+    ("model.freeze", lambda x: x >= -1, "must be -1 (the whole backbone), 0 or a number of stages"),
+    ("model.melt_epoch", lambda x: x >= 0, "must be >= 0"),
+    ("model.melt_patience", lambda x: x >= 0, "must be >= 0"),
+    ("loss.label_smoothing", lambda x: 0 <= x < 1, "must be between 0 and 1"),
+    ("loss.gamma", lambda x: x >= 0, "must be >= 0"),
+    ("optim.lr", lambda x: x > 0, "must be > 0"),
+    ("optim.head_lr", lambda x: x > 0, "must be > 0"),
+    ("optim.weight_decay", lambda x: x >= 0, "must be >= 0"),
+    ("optim.momentum", lambda x: 0 <= x < 1, "must be between 0 and 1"),
+    ("sched.warmup_epochs", lambda x: x >= 0, "must be >= 0"),
+    ("sched.min_lr", lambda x: x >= 0, "must be >= 0"),
+    ("sched.decay_epochs", lambda x: x > 0, "must be > 0"),
+    ("sched.decay_rate", lambda x: 0 < x <= 1, "must be in (0, 1]"),
+    ("sched.patience", lambda x: x >= 0, "must be >= 0"),
+    ("train.epochs", lambda x: x >= 1, "must be at least 1"),
+    ("train.threads", lambda x: x >= 0, "must be >= 0 (0 = all cores)"),
+    ("train.early_stop", lambda x: x >= 0, "must be >= 0"),
+    ("train.ema_decay", lambda x: 0 <= x < 1, "must be between 0 and 1"),
+]
+
 
 def _check_value(value: Any, typ: Any, key: str) -> Any:
     """Return ``value`` converted to ``typ`` or raise ConfigError naming ``key``."""
@@ -245,11 +325,20 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form section.key=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else ""
-        node = nested
         parts = key.strip().split(".")
-        for part in parts[:-1]:
+        if not all(parts):
+            raise ConfigError(f"override {item!r}: {key!r} is not an option name (section.key)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({str(err).splitlines()[0]})") from err
+        node = nested
+        for depth, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with {'.'.join(parts[:depth + 1])}={node!r}")
+        if isinstance(node.get(parts[-1]), dict):
+            raise ConfigError(f"override {item!r} conflicts with the {key} options given before it")
         node[parts[-1]] = value
     return nested
 
@@ -266,7 +355,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"config file {path} is not UTF-8 text ({err.reason} at byte {err.start})") from err
+        except OSError as err:
+            raise ConfigError(f"config file {path} cannot be read: {err.strerror or err}") from err
         except yaml.YAMLError as err:
             raise ConfigError(f"config file {path} is not valid YAML: {err}".splitlines()[0]) from err
         if not isinstance(loaded, dict):
@@ -277,6 +370,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    from facemask.utils import atomic_write_text
+    from facemask.io import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(cfg.to_dict(), sort_keys=False))

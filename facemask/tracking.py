@@ -13,9 +13,11 @@ import pandas as pd
 
 from facemask.config import TrackConfig
 from facemask.errors import FacemaskError
+from facemask.io import atomic_write_text
+from facemask.runs import BEST, CONFIG, EVAL, METRICS, REPORT, REPORT_DIR, SPLIT, TENSORBOARD, TRACKING
 
 log = logging.getLogger("facemask")
-TRACKING_FILE = "tracking.json"  # in the run folder: the MLflow run id, so a resumed run continues it
+TRACKING_FILE = TRACKING  # in the run folder: the MLflow run id, so a resumed run continues it
 
 
 def tracking_uri(cfg: TrackConfig) -> str:
@@ -71,8 +73,8 @@ class Tracker:
                     items = [Param(k, v[:6000]) for k, v in params.items()]
                     for i in range(0, len(items), 90):
                         self.client.log_batch(self.run.info.run_id, params=items[i:i + 90])
-                    (run_dir / TRACKING_FILE).write_text(json.dumps({"uri": tracking_uri(cfg),
-                                                                     "run_id": self.run.info.run_id}))
+                    atomic_write_text(run_dir / TRACKING_FILE, json.dumps({"uri": tracking_uri(cfg),
+                                                                           "run_id": self.run.info.run_id}))
                 else:
                     self.client = mlflow.MlflowClient()
                     self.run = self.client.get_run(run_id)
@@ -83,7 +85,7 @@ class Tracker:
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+            self.writer = SummaryWriter(str(run_dir / TENSORBOARD))
 
     @classmethod
     def disabled(cls) -> "Tracker":
@@ -118,13 +120,13 @@ class Tracker:
             best["best_epoch"] = float(summary.get("epoch", 0))
             best["train_seconds"] = float(summary.get("train_seconds", 0))
             self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, 0) for k, v in best.items()])
-            for name in ("config.yaml", "metrics.csv", "eval.json", "report.html", "split.csv"):
+            for name in (CONFIG, METRICS, EVAL, REPORT, SPLIT):
                 if (self.run_dir / name).is_file():
                     self.client.log_artifact(self.run_id, str(self.run_dir / name))
-            if (self.run_dir / "report").is_dir():
-                self.client.log_artifacts(self.run_id, str(self.run_dir / "report"), "report")
-            if self.cfg.log_checkpoint and (self.run_dir / "best.pt").is_file():
-                self.client.log_artifact(self.run_id, str(self.run_dir / "best.pt"))
+            if (self.run_dir / REPORT_DIR).is_dir():
+                self.client.log_artifacts(self.run_id, str(self.run_dir / REPORT_DIR), REPORT_DIR)
+            if self.cfg.log_checkpoint and (self.run_dir / BEST).is_file():
+                self.client.log_artifact(self.run_id, str(self.run_dir / BEST))
             self.client.set_terminated(self.run_id, status)
         if self.writer is not None:
             self.writer.close()
@@ -147,9 +149,21 @@ RUN_COLUMNS = {
 }
 
 
+def missing_store(uri: str) -> Path | None:
+    """The SQLite file of a ``sqlite:///`` URI when it does not exist (nothing tracked there yet), else None."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        return None if path.is_file() else path
+    return None
+
+
 def list_runs(uri: str | None = None, experiment: str = "facemask") -> pd.DataFrame:
-    """Runs of an experiment in the tracking store, best validation macro F1 first."""
-    mlflow = _mlflow(uri or tracking_uri(TrackConfig()))
+    """Runs of an experiment in the tracking store, best validation macro F1 first (empty when there is no
+    store yet: reading never creates one)."""
+    uri = uri or tracking_uri(TrackConfig())
+    if missing_store(uri) is not None:
+        return pd.DataFrame(columns=list(RUN_COLUMNS.values()))
+    mlflow = _mlflow(uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is None:
         raise FacemaskError(f"no experiment {experiment!r} in the tracking store {mlflow.get_tracking_uri()}")
@@ -163,7 +177,10 @@ def list_runs(uri: str | None = None, experiment: str = "facemask") -> pd.DataFr
 
 def diff_runs(a: str, b: str, uri: str | None = None, experiment: str = "facemask") -> list[tuple[str, str, str]]:
     """[(config key, value in a, value in b)] for the keys whose values differ; runs by name or id."""
-    mlflow = _mlflow(uri or tracking_uri(TrackConfig()))
+    uri = uri or tracking_uri(TrackConfig())
+    if (path := missing_store(uri)) is not None:
+        raise FacemaskError(f"no runs yet: there is no tracking store {path}")
+    mlflow = _mlflow(uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is None:
         raise FacemaskError(f"no experiment {experiment!r} in the tracking store {mlflow.get_tracking_uri()}")

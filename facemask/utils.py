@@ -1,44 +1,12 @@
-"""Small shared helpers: atomic writes, seeding, threads and device choice."""
+"""Small torch helpers: seeding, RNG state and device choice (files: facemask.io)."""
 from __future__ import annotations
 
-import os
 import random
-import tempfile
-from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from facemask.errors import FacemaskError
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise FacemaskError(f"cannot write {path}: {err.strerror or err}") from err
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        write(tmp_path)
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda tmp: tmp.write_text(text))
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    _atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def seed_everything(seed: int) -> None:
@@ -47,22 +15,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, option: str = "train.device") -> torch.device:
+    """``auto`` (CUDA when there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``; errors name ``option``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise FacemaskError(f"train.device={name} but no CUDA device is available")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as err:
-        raise FacemaskError(f"train.device={name!r} is not a device name") from err
+        raise FacemaskError(f"{option}={name!r} is not a device name (auto, cpu, cuda, cuda:N)") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FacemaskError(f"{option}={name} but no CUDA device is available (use {option}=auto or cpu)")
+    return device
 
 
 def rng_state(device: torch.device) -> dict:

@@ -16,8 +16,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network in t
 
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
-    """24 people: 18 in train/, 6 in eval/ (read-only for tests; copy it to break it)."""
-    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", people=24, eval_fraction=0.25, seed=1)
+    """24 people: 18 in train/, 6 in eval/ (read-only for tests; copy it to break it), in the generator's test mode:
+    a strong cue per attribute, so that the tiny model learns and the metrics tests compare are well above 0."""
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", people=24, eval_fraction=0.25, seed=1,
+                             easy=True)
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ import yaml
 from sklearn.metrics import f1_score
 
 from facemask.cli import main
-from facemask.inference.predict import evaluate_run, validate_submission
+from facemask.inference.predict import evaluate_run
+from facemask.submission import validate_submission
 from facemask.training.trainer import fit
 
 TIMING_COLUMNS = ["epoch_seconds", "train_images_per_second"]

@@ -94,14 +94,20 @@ def test_face_crop_is_cached_with_the_faceless_files_listed(tmp_path):
 
 
 def test_detector_plugins_by_module_path_and_unknown_names_are_one_line_errors():
+    from facemask.data.faces import trust_detector
+
     sys.path.insert(0, str(Path(__file__).parent))
     try:
+        with pytest.raises(ConfigError, match="--trust-run-code"):  # never imported unless the user allows it
+            get_detector("test_framing:fixed_detector")
+        trust_detector("test_framing:fixed_detector")
         detector = get_detector("test_framing:fixed_detector")
     finally:
         sys.path.remove(str(Path(__file__).parent))
     assert detector(np.zeros((10, 10, 3), np.uint8))[1][:4] == (30.0, 40.0, 70.0, 90.0)
     with pytest.raises(ConfigError, match="unknown option data.face_crop='retina'"):
         get_detector("retina")
+    trust_detector("no_such_module_x:make")
     with pytest.raises(ConfigError, match="cannot import"):
         get_detector("no_such_module_x:make")
 
@@ -153,7 +159,8 @@ def test_temperature_warms_or_cools():
 
 def test_letterbox_and_face_crop_run_is_consistent_in_training_prediction_and_export(tiny_config, demo_root):
     from facemask.data.loaders import decoding_of
-    from facemask.inference.predict import load_run, run_probs
+    from facemask.inference.predict import run_probs
+    from facemask.runs import Run
     from facemask.training.trainer import fit
 
     cfg = tiny_config("data.resize=letterbox", "data.face_crop=test-fixed", "data.face_margin=0.6",
@@ -161,7 +168,7 @@ def test_letterbox_and_face_crop_run_is_consistent_in_training_prediction_and_ex
     run = fit(cfg)
     assert pd.read_csv(run / "no_face.csv").empty  # the fixed detector finds a face in every demo photo
     files = sorted(str(p) for p in (demo_root / "eval" / "images").iterdir())[:6]
-    cfg, model = load_run(run)
+    cfg, model = Run.open(run).load_model()
     decoding = decoding_of(cfg)
     assert decoding == Decoding(resize="letterbox", face="test-fixed", face_margin=0.6)
     images = torch.stack([torch.from_numpy(load_image(f, (64, 48), decoding)).permute(2, 0, 1) for f in files])

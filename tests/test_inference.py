@@ -8,8 +8,9 @@ import torch
 
 from facemask.cli import main
 from facemask.inference.ensemble import search_weights, simplex_grid
-from facemask.inference.predict import combine, read_csv_file, run_probs, validate_submission
+from facemask.inference.predict import combine, run_probs
 from facemask.inference.tta import parse_tta
+from facemask.submission import read_csv_file, validate_submission
 from facemask.training.trainer import fit
 
 
@@ -39,15 +40,15 @@ def test_soft_and_hard_ensembles_with_weights(two_runs, demo_root, tmp_path):
     probs_out = tmp_path / "probs.csv"
     assert main(["predict", *map(str, two_runs), "--data", str(demo_root / "eval"), "--out", str(out),
                  "--weights", "3", "1", "--save-probs", str(probs_out), "-q"]) == 0
-    saved = read_csv_file(probs_out)
+    saved = pd.read_csv(probs_out, dtype={"ImageID": str})
     expected = 0.75 * pa + 0.25 * pb
     np.testing.assert_allclose(saved[[f"p{i}" for i in range(18)]].to_numpy(), expected, atol=1e-6)
-    submission = read_csv_file(out)
+    submission = pd.read_csv(out, dtype={"ImageID": str})
     assert submission.ImageID.tolist() == info.ImageID.tolist()
     np.testing.assert_array_equal(submission.ans.to_numpy(), expected.argmax(1))
     assert main(["predict", *map(str, two_runs), "--data", str(demo_root / "eval"), "--out", str(out),
                  "--vote", "hard", "-q"]) == 0
-    np.testing.assert_array_equal(read_csv_file(out).ans.to_numpy(), combine([pa, pb], "hard").argmax(1))
+    np.testing.assert_array_equal(pd.read_csv(out).ans.to_numpy(), combine([pa, pb], "hard").argmax(1))
 
 
 def test_hard_vote_majority_and_tie_break():
@@ -63,13 +64,13 @@ def test_hard_vote_majority_and_tie_break():
 
 def test_tta_flip_averages_original_and_mirrored(two_runs, demo_root):
     from facemask.data.images import load_image
-    from facemask.inference.predict import load_run
+    from facemask.runs import Run
 
     run = two_runs[0]
     _, files = _eval_files(demo_root)
     files = files[:4]
     with_tta = run_probs(run, files, tta="flip", progress=False)
-    cfg, model = load_run(run)
+    cfg, model = Run.open(run).load_model()
     images = torch.stack([torch.from_numpy(load_image(f, (cfg.data.height, cfg.data.width))).permute(2, 0, 1)
                           for f in files])
     with torch.no_grad():

@@ -87,12 +87,12 @@ def test_killed_during_save_leaves_the_previous_checkpoint_loadable(tmp_path):
     target = tmp_path / "last.pt"
     script = textwrap.dedent(f"""
         import torch
-        from facemask.utils import atomic_torch_save
-        atomic_torch_save({{"step": 0, "w": torch.zeros(3)}}, {str(target)!r})
+        from facemask.runs import save_checkpoint
+        save_checkpoint({{"step": 0, "w": torch.zeros(3)}}, {str(target)!r})
         print("ready", flush=True)
         step = 1
         while True:
-            atomic_torch_save({{"step": step, "w": torch.randn(20_000_000)}}, {str(target)!r})
+            save_checkpoint({{"step": step, "w": torch.randn(20_000_000)}}, {str(target)!r})
             step += 1
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

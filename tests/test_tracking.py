@@ -42,7 +42,7 @@ def test_mlflow_run_has_params_metrics_and_artifacts(tracked):
     run_id = json.loads((run / "tracking.json").read_text())["run_id"]
     data = mlflow.MlflowClient().get_run(run_id)
     assert data.info.status == "FINISHED"
-    assert data.data.params["model.name"] == "test_efficientnet" and data.data.params["optim.lr"] == "0.001"
+    assert data.data.params["model.name"] == "test_efficientnet" and data.data.params["optim.lr"] == "0.005"
     assert len(data.data.params) >= 40  # the whole resolved config
     eval_json = json.loads((run / "eval.json").read_text())
     assert data.data.metrics["best_val_macro_f1"] == pytest.approx(eval_json["macro_f1"])
@@ -69,9 +69,9 @@ def test_runs_table_is_sorted_by_f1_and_diff_shows_exactly_the_changed_keys(trac
     assert [next(n for n in order if n in line) for line in lines] == order
     changed = diff_runs(first.name, second.name, uri)
     assert [key for key, _, _ in changed] == ["data.height", "optim.lr", "train.name"]
-    assert ("optim.lr", "0.001", "0.01") in changed
+    assert ("optim.lr", "0.005", "0.01") in changed
     assert main(["runs", "--uri", uri, "--diff", first.name, second.name]) == 0
-    assert "optim.lr: 0.001 -> 0.01" in capsys.readouterr().out
+    assert "optim.lr: 0.005 -> 0.01" in capsys.readouterr().out
 
 
 def test_report_command_on_a_run(tracked, capsys):

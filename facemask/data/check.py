@@ -55,6 +55,11 @@ def check_dataset(root: str | Path, progress: bool = True, workers: int = 0, fac
     (a detector name), also measure how often the face-crop step finds a face in the training photos."""
     root = Path(root)
     report = DataReport()
+    if faces:
+        from facemask.data.faces import get_detector, trust_detector
+
+        trust_detector(faces)  # the user named it on the command line
+        get_detector(faces)  # an unknown name or a missing dlib is one line, before any image is read
     train_root = root if (root / "train.csv").is_file() else root / "train"
     eval_root = root if (root / "info.csv").is_file() else root / "eval"
     has_train, has_eval = (train_root / "train.csv").is_file(), (eval_root / "info.csv").is_file()
@@ -75,7 +80,9 @@ def check_dataset(root: str | Path, progress: bool = True, workers: int = 0, fac
     if has_eval:
         info, table, problems = scan_eval(eval_root)
         report.problems += problems
-        present = [f for f in table["file"] if Path(f).is_file()]
+        from facemask.data.layout import inside
+
+        present = [f for f, i in zip(table["file"], table["image_id"]) if inside(i) and Path(f).is_file()]
         bad = check_images(present, workers=workers, progress=progress)
         report.problems += [message for _, message in bad]
         report.summary.append(f"eval: {eval_root}: {len(info)} images listed in info.csv")

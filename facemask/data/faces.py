@@ -3,18 +3,25 @@
 A detector is any callable ``detector(rgb) -> [(left, top, right, bottom, score), ...]`` in the pixel coordinates
 of the (H, W, 3) uint8 array it is given, optionally with a ``cache_id`` attribute (see :func:`detector_id`).
 ``hog`` is dlib's built-in HOG frontal-face detector (``pip install dlib-bin``; it needs no model file, so it works
-offline). A stronger detector plugs in by name with
-:func:`register_detector`, or as ``data.face_crop=package.module:factory`` where ``factory()`` returns a detector.
+offline). A stronger detector plugs in by name with :func:`register_detector`, as an installed entry point in
+the ``facemask.detectors`` group, or as ``data.face_crop=package.module:factory`` where ``factory()`` returns a
+detector.
+
+Trust: a ``module:factory`` name is imported only when the user named it (their own config or command line:
+:func:`trust_detector`), never because a run folder's saved config says so; a shared or downloaded run is safe to
+predict with. ``--trust-run-code`` lets a run's own name through.
 
 :func:`face_box` turns the best-scoring detection into the crop box (the face plus a margin, at the network
 input's aspect ratio); when nothing is found it falls back to where the face usually is, and says so, so the
-detection rate can be measured (``facemask check-data --faces``). Detection may run in worker processes: register
-a plug-in in a module that is imported on start-up, or name it as ``module:factory``.
+detection rate can be measured (``facemask check-data --faces``). :func:`detect_faces` finds every face of a photo
+of any size (``facemask predict RUN photo.jpg``), small ones included, and :func:`crop_box` frames each one as
+training framed its face. Detection may run in worker processes: register a plug-in in a module that is imported
+on start-up, install it as an entry point, or name it as ``module:factory``.
 """
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -25,12 +32,25 @@ Box = tuple[float, float, float, float, float]  # left, top, right, bottom, scor
 Detector = Callable[[np.ndarray], list[Box]]
 
 DETECTORS: dict[str, Callable[[], Detector]] = {}
+ENTRY_POINTS = "facemask.detectors"  # installed plug-ins: [project.entry-points."facemask.detectors"] name = "m:f"
 _loaded: dict[str, Detector] = {}  # one detector per name per process (workers build their own)
+_trusted: set[str] = set()  # module:factory names the user gave (their config, their command line)
 
 
 def register_detector(name: str, factory: Callable[[], Detector]) -> None:
     """Make ``data.face_crop=name`` use ``factory()``."""
     DETECTORS[name] = factory
+
+
+def trust_detector(name: str) -> None:
+    """Allow ``get_detector`` to import ``name`` when it is a ``module:factory`` path (the user named it)."""
+    if ":" in name:
+        _trusted.add(name)
+
+
+def trusted_detectors() -> list[str]:
+    """The names allowed by :func:`trust_detector` in this process (passed on to worker processes)."""
+    return sorted(_trusted)
 
 
 class HogDetector:
@@ -51,28 +71,60 @@ class HogDetector:
         self.threshold = threshold  # dlib's adjust_threshold: masked faces score low; -0.8 finds 96% on the stand-in
         self.cache_id = f"hog-dlib{dlib.__version__}-side{side}-threshold{threshold}"
 
-    def __call__(self, rgb: np.ndarray) -> list[Box]:
+    def _run(self, rgb: np.ndarray, scale: float, upsample: int, threshold: float) -> list[Box]:
         height, width = rgb.shape[:2]
-        scale = self.side / min(height, width)
-        small = np.asarray(Image.fromarray(rgb).resize((max(1, round(width * scale)), max(1, round(height * scale))),
-                                                       Image.BILINEAR))
+        if scale != 1:
+            rgb = np.asarray(Image.fromarray(rgb).resize((max(1, round(width * scale)), max(1, round(height * scale))),
+                                                         Image.BILINEAR))
+        rects, scores, _ = self.detector.run(np.ascontiguousarray(rgb), upsample, threshold)
+        return [(r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale, float(s))
+                for r, s in zip(rects, scores)]
+
+    def __call__(self, rgb: np.ndarray) -> list[Box]:
+        """The faces of a portrait such as the competition's (one person filling much of the frame)."""
+        scale = self.side / min(rgb.shape[:2])
         for upsample in (0, 1):
-            rects, scores, _ = self.detector.run(np.ascontiguousarray(small), upsample, self.threshold)
-            if rects:
-                return [(r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale, float(s))
-                        for r, s in zip(rects, scores)]
+            boxes = self._run(rgb, scale, upsample, self.threshold)
+            if boxes:
+                return boxes
         return []
 
+    def detect_all(self, rgb: np.ndarray, min_face: int = 40, threshold: float | None = None) -> list[Box]:
+        """Every face at least ``min_face`` px wide in a photo of any size (HOG's window is 80 px, so the photo is
+        enlarged by 80 / min_face; dlib then scans a pyramid down from there, so large faces are found too). Very
+        large photos are scanned at no more than MAX_PIXELS, which raises the smallest face found."""
+        height, width = rgb.shape[:2]
+        scale = min(HOG_WINDOW / max(1, min_face), (MAX_PIXELS / (height * width)) ** 0.5)
+        return self._run(rgb, scale, 0, self.threshold if threshold is None else threshold)
+
+
+HOG_WINDOW = 80  # px: the face size dlib's HOG detector is trained for
+MAX_PIXELS = 6_000_000  # detect_all scans at most this many pixels (about 2 s of HOG on one core)
 
 register_detector("hog", HogDetector)
 
 
+def _entry_point(name: str):
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=ENTRY_POINTS, name=name)
+    return next(iter(found), None)
+
+
 def get_detector(name: str) -> Detector:
-    """The detector registered as ``name``, or ``module:factory`` imported; built once per process."""
+    """The detector registered as ``name`` (or installed as a ``facemask.detectors`` entry point), or a trusted
+    ``module:factory`` imported; built once per process."""
     if name not in _loaded:
         if name in DETECTORS:
             factory = DETECTORS[name]
+        elif (entry := _entry_point(name)) is not None:
+            factory = entry.load()
         elif ":" in name:
+            if name not in _trusted:
+                raise ConfigError(
+                    f"data.face_crop={name!r} names code to import, and a run's saved config is never trusted to "
+                    "import code: pass --trust-run-code if you trust where this run came from, or register the "
+                    f"detector (facemask.data.faces.register_detector, or a {ENTRY_POINTS} entry point)")
             module, _, attr = name.partition(":")
             try:
                 factory = getattr(importlib.import_module(module), attr)
@@ -83,6 +135,17 @@ def get_detector(name: str) -> Detector:
                               " or module:factory)")
         _loaded[name] = factory()
     return _loaded[name]
+
+
+def detect_faces(rgb: np.ndarray, detector: Detector, min_face: int = 40, threshold: float | None = None,
+                 ) -> list[Box]:
+    """Every face in a photo of any size, best score first: the detector's ``detect_all`` when it has one, or all
+    the boxes it returns (above ``threshold`` when given)."""
+    if hasattr(detector, "detect_all"):
+        boxes = detector.detect_all(rgb, min_face=min_face, threshold=threshold)
+    else:
+        boxes = [b for b in detector(rgb) if threshold is None or b[4] >= threshold]
+    return sorted(boxes, key=lambda b: -b[4])
 
 
 FALLBACK_CENTRE = (0.5, 0.44)  # where the competition photos have the face: x, y as fractions of width, height
@@ -98,19 +161,34 @@ def face_box(rgb: np.ndarray, detector: Detector, aspect: float, margin: float,
     wide, centred horizontally at 44% of the height, so that photos with and without a detection are cropped
     alike (a different crop for missed faces, which are mostly masked, would be a cue for the mask label).
     """
-    height, width = rgb.shape[:2]
     boxes = detector(rgb)
     if boxes:
-        left, top, right, bottom, _ = max(boxes, key=lambda b: b[4])
-        cx, cy, face_w, face_h = (left + right) / 2, (top + bottom) / 2, right - left, bottom - top
-    else:
-        cx, cy = FALLBACK_CENTRE[0] * width, FALLBACK_CENTRE[1] * height
-        face_w = face_h = fallback * min(width, height)
+        return crop_box(max(boxes, key=lambda b: b[4]), aspect, margin), True
+    return fallback_crop(rgb.shape[:2], aspect, margin, fallback), False
+
+
+def fallback_crop(shape: tuple[int, int], aspect: float, margin: float, fallback: float) -> tuple[int, int, int, int]:
+    """The crop when no face is found: a square face ``fallback`` x the shorter side wide, centred horizontally at
+    44% of the height, where the competition's photos have it (``shape`` = (height, width))."""
+    height, width = shape
+    side = fallback * min(width, height)
+    return _crop_around(FALLBACK_CENTRE[0] * width, FALLBACK_CENTRE[1] * height, side, side, aspect, margin)
+
+
+def crop_box(face: Sequence[float], aspect: float, margin: float) -> tuple[int, int, int, int]:
+    """The crop around a face box (left, top, right, bottom): ``margin`` of its size added on every side, then
+    grown to ``aspect`` (height / width) around its centre. It may reach outside the photo (the caller pads)."""
+    left, top, right, bottom = face[:4]
+    return _crop_around((left + right) / 2, (top + bottom) / 2, right - left, bottom - top, aspect, margin)
+
+
+def _crop_around(cx: float, cy: float, face_w: float, face_h: float, aspect: float,
+                 margin: float) -> tuple[int, int, int, int]:
     crop_w, crop_h = face_w * (1 + 2 * margin), face_h * (1 + 2 * margin)
     crop_w, crop_h = max(crop_w, crop_h / aspect), max(crop_h, crop_w * aspect)  # grow to the input's aspect
     crop_w, crop_h = max(1, round(crop_w)), max(1, round(crop_h))
     left, top = round(cx - crop_w / 2), round(cy - crop_h / 2)
-    return (left, top, left + crop_w, top + crop_h), bool(boxes)
+    return left, top, left + crop_w, top + crop_h
 
 
 def detector_id(name: str) -> str:

@@ -7,6 +7,7 @@ eval/images/<ImageID>
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +34,14 @@ def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     return df
 
 
+def inside(name: str) -> bool:
+    """A relative name that stays inside its folder (no absolute path, no ``..`` leading out, not empty)."""
+    if not name or Path(name).is_absolute() or name.startswith(("/", "\\")) or ":" in name[:3]:
+        return False
+    normal = os.path.normpath(name)
+    return normal != "." and not normal.startswith("..")
+
+
 def find_train_root(root: str | Path) -> Path:
     """Accept either the ``train`` folder itself or the folder above it."""
     root = Path(root)
@@ -50,17 +59,27 @@ def _people_table(csv_path: Path, problems: list[str]) -> pd.DataFrame:
         raise DataError(f"{csv_path} lists no people")
     keep = []
     seen: set[str] = set()
+    ids: dict[str, int] = {}
     for row, rec in enumerate(df.itertuples(index=False), start=2):  # line 1 is the header
         where = f"{csv_path} line {row} (folder {rec.path})"
+        person = rec.id.strip()
         if rec.gender.strip().lower() not in GENDER_OF_NAME:
             problems.append(f"{where}: unknown gender {rec.gender!r} (expected male or female)")
         elif not rec.age.strip().isdigit():
             problems.append(f"{where}: age {rec.age!r} is not a whole number")
+        elif not person:
+            problems.append(f"{where}: the id is empty")
+        elif not inside(rec.path.strip()):
+            problems.append(f"{where}: path {rec.path!r} leaves the images/ folder")
         elif rec.path.strip() in seen:
             problems.append(f"{where}: folder {rec.path} is listed twice")
+        elif person in ids:
+            problems.append(f"{where}: id {person} is also on line {ids[person]}: two folders would be merged "
+                            "into one person")
         else:
             keep.append(row - 2)
             seen.add(rec.path.strip())
+            ids[person] = row
     df = df.iloc[keep]
     return pd.DataFrame({
         "person": df["id"].str.strip(),
@@ -147,9 +166,14 @@ def scan_eval(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     images_dir = root / "images"
     problems = []
     files = []
-    for image_id in info["ImageID"]:
+    if info.empty:
+        problems.append(f"{root / 'info.csv'} lists no images")
+    for row, image_id in enumerate(info["ImageID"], start=2):
         path = images_dir / image_id
-        if not path.is_file():
+        if not inside(image_id):
+            problems.append(f"{root / 'info.csv'} line {row}: ImageID {image_id!r} names a file outside "
+                            f"{images_dir}; facemask reads only the images inside it")
+        elif not path.is_file():
             problems.append(f"{root / 'info.csv'} names image {image_id}, but {path} does not exist")
         files.append(str(path))
     duplicated = info["ImageID"][info["ImageID"].duplicated()]

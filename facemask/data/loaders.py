@@ -13,7 +13,7 @@ from facemask.data.dataset import FaceDataset
 from facemask.data.images import Decoding, build_cache, check_images
 from facemask.data.transforms import decode_crop
 from facemask.errors import ConfigError
-from facemask.utils import cpu_count
+from facemask.io import cpu_count
 
 
 def resolve_workers(cfg: DataConfig) -> int:

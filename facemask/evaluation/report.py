@@ -20,12 +20,14 @@ import yaml  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
 from facemask.config import config_from_dict  # noqa: E402
+from facemask.data.faces import trust_detector  # noqa: E402
 from facemask.data.images import Decoding, load_image  # noqa: E402
 from facemask.data.labels import ATTRIBUTES, CLASS_NAMES, NUM_CLASSES, decode  # noqa: E402
 from facemask.data.loaders import decoding_of  # noqa: E402
 from facemask.errors import FacemaskError  # noqa: E402
 from facemask.evaluation.metrics import classification_metrics  # noqa: E402
-from facemask.utils import atomic_write_text  # noqa: E402
+from facemask.io import atomic_write_text, first_line  # noqa: E402
+from facemask.runs import CONFIG, METRICS, REPORT, REPORT_DIR, VAL_PREDICTIONS  # noqa: E402
 
 ERRORS_PER_GRID = 16
 
@@ -49,13 +51,21 @@ def plot_curves(metrics: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_class_f1(per_class: dict, support: dict, path: Path) -> Path:
+def plot_class_f1(per_class: dict, support: dict, path: Path, averaged: list[str] | None = None) -> Path:
+    """F1 per class with its support; classes left out of the macro average (absent from both the labels and the
+    predictions) are drawn hatched and marked "absent"."""
     fig, ax = plt.subplots(figsize=(12, 4))
     values = [per_class[name] for name in CLASS_NAMES]
+    averaged = list(CLASS_NAMES) if averaged is None else averaged
     bars = ax.bar(range(NUM_CLASSES), values, color=plt.cm.viridis(np.array(values) * 0.85))
     for bar, name in zip(bars, CLASS_NAMES):
-        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01, f"n={support[name]}", ha="center",
-                fontsize=7)
+        absent = name not in averaged
+        if absent:
+            bar.set_height(0.03)
+            bar.set_color("#cccccc")
+            bar.set_hatch("//")
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01,
+                "absent" if absent else f"n={support[name]}", ha="center", fontsize=7)
     ax.set_xticks(range(NUM_CLASSES), [f"{i} {n}" for i, n in enumerate(CLASS_NAMES)], rotation=60, ha="right",
                   fontsize=8)
     ax.set_ylim(0, 1.1)
@@ -126,38 +136,48 @@ def plot_errors(predictions: pd.DataFrame, attribute: str, path: Path, decoding:
     return _save(fig, path)
 
 
-def make_report(run: str | Path) -> Path:
-    """Write ``RUN/report/*.png`` and ``RUN/report.html``; returns the HTML path."""
+def make_report(run: str | Path, trust_run_code: bool = False) -> Path:
+    """Write ``RUN/report/*.png`` and ``RUN/report.html``; returns the HTML path. The error grids are decoded as
+    the run decodes photos; a run whose face detector is a ``module:factory`` import needs ``trust_run_code``."""
     run = Path(run)
-    for name in ("metrics.csv", "val_predictions.csv", "config.yaml"):
+    if not run.is_dir():
+        raise FacemaskError(f"run folder {run} not found")
+    for name in (METRICS, VAL_PREDICTIONS, CONFIG):
         if not (run / name).is_file():
             raise FacemaskError(f"{run / name} not found (is {run} a finished facemask run?)")
-    metrics = pd.read_csv(run / "metrics.csv")
-    predictions = pd.read_csv(run / "val_predictions.csv")
-    config = yaml.safe_load((run / "config.yaml").read_text())
+    try:
+        metrics = pd.read_csv(run / METRICS)
+        predictions = pd.read_csv(run / VAL_PREDICTIONS)
+        config = yaml.safe_load((run / CONFIG).read_text(encoding="utf-8"))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise FacemaskError(f"{run} holds an unreadable run file: {first_line(err)}") from err
+    run_cfg = config_from_dict(config if isinstance(config, dict) else {})
+    if trust_run_code:
+        trust_detector(run_cfg.data.face_crop)
     y_true, y_pred = predictions["label"].to_numpy(), predictions["pred"].to_numpy()
     scores = classification_metrics(y_true, y_pred)
-    run_cfg = config_from_dict(config)
     decoding, size = decoding_of(run_cfg), (run_cfg.data.height, run_cfg.data.width)
-    out = run / "report"
+    out = run / REPORT_DIR
     out.mkdir(exist_ok=True)
     figures = [("Training curves", plot_curves(metrics, out / "curves.png")),
                ("F1 per attribute", plot_attribute_f1(scores, out / "f1_attributes.png")),
                ("F1 per class", plot_class_f1(scores["f1_per_class"], scores["support_per_class"],
-                                              out / "f1_per_class.png")),
+                                              out / "f1_per_class.png", scores["averaged_classes"])),
                ("Confusion per attribute", plot_attribute_confusion(y_true, y_pred, out / "confusion_attributes.png")),
                ("Confusion matrix", plot_confusion(y_true, y_pred, out / "confusion.png"))]
     for attribute in ATTRIBUTES:
         grid = plot_errors(predictions, attribute, out / f"errors_{attribute}.png", decoding, size)
         if grid is not None:
             figures.append((f"Wrong {attribute} predictions", grid))
-    best = metrics.loc[metrics["val_macro_f1"].idxmax()]
-    summary = {"run": run.name, "model": config["model"]["name"], "input": f"{config['data']['height']}x"
-               f"{config['data']['width']}", "epochs": int(metrics["epoch"].max()),
-               "best epoch (by val macro F1)": int(best["epoch"]), "val images": len(predictions),
-               "val macro F1 (best.pt)": f"{scores['macro_f1']:.4f}", "val accuracy": f"{scores['accuracy']:.4f}",
+    metric, mode = run_cfg.train.select_metric, run_cfg.train.select_mode
+    best = metrics.loc[metrics[metric].idxmax() if mode == "max" else metrics[metric].idxmin()]
+    summary = {"run": run.name, "model": run_cfg.model.name, "input": f"{run_cfg.data.height}x{run_cfg.data.width}",
+               "epochs": int(metrics["epoch"].max()), f"best epoch (by {metric}, {mode})": int(best["epoch"]),
+               "val images": len(predictions), "val macro F1 (best.pt)": f"{scores['macro_f1']:.4f}",
+               "classes averaged": f"{len(scores['averaged_classes'])} of {NUM_CLASSES}",
+               "val accuracy": f"{scores['accuracy']:.4f}",
                **{f"{a} F1": f"{scores[f'{a}_f1']:.4f}" for a in ATTRIBUTES}}
-    html_path = run / "report.html"
+    html_path = run / REPORT
     atomic_write_text(html_path, _html(summary, figures, config))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return html_path
@@ -181,7 +201,9 @@ section {{ margin: 1.5rem 0; }} pre {{ background: #f3f5f8; padding: .8rem; over
 </style></head>
 <body>
 <h1>facemask run {html.escape(str(summary['run']))}</h1>
-<p>Macro F1 is scikit-learn's <code>f1_score(average="macro")</code> over all validation images.</p>
+<p>Macro F1 is scikit-learn's <code>f1_score(average="macro")</code> over all validation images: the mean F1 of
+the classes present in the labels or the predictions (its default, and the competition's). A class absent from both
+is left out of the mean and drawn hatched, marked "absent", in "F1 per class".</p>
 <table>{rows}</table>
 {sections}
 <details><summary>Resolved config</summary><pre>{config_text}</pre></details>

@@ -17,6 +17,7 @@ from PIL import Image
 from sklearn.metrics import f1_score
 
 from facemask.data.images import load_image
+from facemask.data.labels import MASK_NAMES, attribute_of
 from facemask.evaluation.metrics import macro_f1
 
 FACE_CENTRE = (0.5, 0.45)  # face centre (x, y) as fractions of the competition photo's width and height
@@ -89,7 +90,8 @@ def render(files: Sequence[str], framing: str, out_dir: str | Path) -> list[str]
 def framing_scores(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
     """Macro F1 over the 18 classes and over the 3 mask classes (worn / incorrect / not worn)."""
     return {"macro_f1": macro_f1(labels, predictions),
-            "mask_f1": float(f1_score(labels // 6, predictions // 6, average="macro", labels=[0, 1, 2],
+            "mask_f1": float(f1_score(attribute_of(labels, "mask"), attribute_of(predictions, "mask"),
+                                      average="macro", labels=list(range(len(MASK_NAMES))),
                                       zero_division=0))}
 
 

@@ -14,8 +14,8 @@ from torch import nn
 from facemask.config import ModelConfig
 from facemask.data.labels import NUM_CLASSES
 from facemask.errors import ConfigError, FacemaskError
-from facemask.models.heads import create_head
-from facemask.models.pretrained import LITE_MEAN, LITE_STD, load_lite_weights
+from facemask.models.heads import HEADS, create_head
+from facemask.models.pretrained import LITE_MEAN, LITE_MODELS, LITE_STD, load_lite_weights
 
 PRETRAINED_SOURCES = ("imagenet-lite", "hub", "none")
 
@@ -41,6 +41,19 @@ class FaceClassifier(nn.Module):
         for module in self.frozen_norms:
             module.eval()
         return self
+
+
+def check_model_names(cfg: ModelConfig) -> None:
+    """model.name, model.head and model.pretrained, checked without building anything."""
+    if not timm.is_model(cfg.name.split(".")[0]):
+        raise ConfigError(f"unknown option model.name={cfg.name!r}: not a timm model")
+    if cfg.head not in HEADS:
+        raise ConfigError(f"unknown option model.head={cfg.head!r} (known: {', '.join(sorted(HEADS))})")
+    if cfg.pretrained not in PRETRAINED_SOURCES and not Path(cfg.pretrained).is_file():
+        raise ConfigError(f"model.pretrained={cfg.pretrained!r} is neither {', '.join(PRETRAINED_SOURCES)} nor a file")
+    if cfg.pretrained == "imagenet-lite" and cfg.name not in LITE_MODELS:
+        raise ConfigError(f"model.pretrained=imagenet-lite is available for {', '.join(sorted(LITE_MODELS))}, "
+                          f"not {cfg.name!r}; use pretrained=hub, a weights file or none")
 
 
 def _backbone(name: str, pretrained: str) -> nn.Module:
@@ -85,10 +98,9 @@ def create_model(cfg: ModelConfig, mean=None, std=None) -> FaceClassifier:
 
 def load_weights_file(model: FaceClassifier, path: str | Path) -> None:
     """Load a facemask checkpoint (whole model) or a plain backbone state dict, strictly; errors name the file."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise FacemaskError(f"cannot read weights file {path}: {str(err).splitlines()[0]}") from err
+    from facemask.runs import load_checkpoint
+
+    state = load_checkpoint(path, keys=())
     target = model
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
@@ -97,6 +109,6 @@ def load_weights_file(model: FaceClassifier, path: str | Path) -> None:
         state = {k: v for k, v in state.items() if not k.startswith(("classifier.", "fc.", "head.fc."))}
     try:
         target.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise FacemaskError(f"weights file {path} does not fit model: {str(err).splitlines()[0]} "
-                            f"{str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else ''}") from err
+    except (RuntimeError, TypeError, AttributeError) as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+        raise FacemaskError(f"weights file {path} does not fit model: {' '.join(lines[:2])}") from err

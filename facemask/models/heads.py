@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from facemask.config import ModelConfig
+from facemask.data.labels import NUM_CLASSES, SHAPE
 from facemask.errors import ConfigError
 
 HEADS: dict[str, Callable[[int, int, ModelConfig], nn.Module]] = {}
@@ -42,22 +43,22 @@ class MultiHead(nn.Module):
     def __init__(self, in_features: int, drop_rate: float):
         super().__init__()
         self.drop = nn.Dropout(drop_rate)
-        self.mask = nn.Linear(in_features, 3)
-        self.gender = nn.Linear(in_features, 2)
-        self.age = nn.Linear(in_features, 3)
+        self.mask = nn.Linear(in_features, SHAPE[0])
+        self.gender = nn.Linear(in_features, SHAPE[1])
+        self.age = nn.Linear(in_features, SHAPE[2])
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = self.drop(features)
         mask = self.mask(x).log_softmax(1)[:, :, None, None]
         gender = self.gender(x).log_softmax(1)[:, None, :, None]
         age = self.age(x).log_softmax(1)[:, None, None, :]
-        return (mask + gender + age).flatten(1)  # class = mask*6 + gender*3 + age
+        return (mask + gender + age).flatten(1)  # row-major over SHAPE: the class ids of facemask.data.labels
 
 
 @register_head("multi")
 def multi_head(in_features: int, num_classes: int, cfg: ModelConfig) -> nn.Module:
-    if num_classes != 18:
-        raise ConfigError("model.head=multi needs the 18 mask x gender x age classes")
+    if num_classes != NUM_CLASSES:
+        raise ConfigError(f"model.head=multi needs the {NUM_CLASSES} mask x gender x age classes")
     return MultiHead(in_features, cfg.drop_rate)
 
 

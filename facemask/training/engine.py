@@ -1,12 +1,10 @@
-"""The only loops: one training epoch (resumable at any batch) and one evaluation pass."""
+"""The training loop: one epoch, resumable at any batch (evaluation passes: facemask.models.runtime)."""
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -15,23 +13,9 @@ from tqdm import tqdm
 from facemask.data.dataset import augment_batch
 from facemask.errors import FacemaskError
 from facemask.evaluation.metrics import classification_metrics
+from facemask.models.runtime import autocast, to_device
 
 LOG_EVERY = 10  # steps between host syncs (progress bar, non-finite loss check on GPU)
-
-
-PRECISIONS = ("fp32", "bf16")
-
-
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast (CPU with AVX-512 BF16/AMX, or GPU), or nothing for fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def to_device(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    images = images.to(device, non_blocking=True)
-    return images.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 class NonFiniteLoss(FacemaskError):
@@ -73,7 +57,7 @@ class EpochProgress:
         return classification_metrics(targets, torch.cat([p.cpu() for p in self.preds]).numpy())
 
 
-def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+def train_one_epoch(model: nn.Module, loader: DataLoader, *, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler, device: torch.device, epoch: int, progress: EpochProgress,
                     updates_per_epoch: int, channels_last: bool = True, show_progress: bool = True,
                     should_stop: Callable[[], bool] = lambda: False,
@@ -133,33 +117,3 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, op
     bar.close()
     progress.seconds += time.perf_counter() - start
     return progress.step >= updates_per_epoch
-
-
-@torch.inference_mode()
-def predict_probs(model: nn.Module, loader: DataLoader, device: torch.device, channels_last: bool = True,
-                  progress: bool = True, desc: str = "predict", precision: str = "fp32"
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """(class probabilities (N, 18) float32, labels (N,)) over the whole loader, in its order."""
-    model.eval()
-    probs, labels_out = [], []
-    for images, labels in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
-        with autocast(device, precision):
-            logits = model(to_device(images, device, channels_last))
-        probs.append(logits.float().softmax(1))
-        labels_out.append(labels)
-    return torch.cat(probs).cpu().numpy(), torch.cat(labels_out).numpy()
-
-
-def probs_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
-    """Metrics of a whole split from its class probabilities, with ``loss``: the mean cross-entropy."""
-    metrics = classification_metrics(labels, probs.argmax(1))
-    picked = probs[np.arange(len(labels)), labels]
-    metrics["loss"] = float(-np.log(np.clip(picked, 1e-12, None)).mean())
-    return metrics
-
-
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, channels_last: bool = True,
-             progress: bool = True, precision: str = "fp32") -> tuple[dict, np.ndarray]:
-    """Metrics (with ``loss``: mean cross-entropy) over the whole split, and the probabilities."""
-    probs, labels = predict_probs(model, loader, device, channels_last, progress, "validate", precision)
-    return probs_metrics(labels, probs), probs

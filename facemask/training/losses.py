@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facemask.config import LossConfig
-from facemask.data.labels import NUM_CLASSES
+from facemask.data.labels import NUM_CLASSES, SHAPE, decode
 from facemask.errors import ConfigError
 
 LOSSES: dict[str, Callable[[LossConfig], "SoftTargetLoss"]] = {}
@@ -101,7 +101,7 @@ def _f1(cfg: LossConfig, weight=None) -> nn.Module:
 class MultiHeadLoss(nn.Module):
     """The loss applied to the mask (3), gender (2) and age (3) marginals of joint 18-class log-probabilities."""
 
-    SHAPE = (3, 2, 3)
+    SHAPE = SHAPE
 
     def __init__(self, losses: list[nn.Module], head_weights: list[float]):
         super().__init__()
@@ -147,8 +147,7 @@ def create_loss(cfg: LossConfig, labels=None, multihead: bool = False) -> nn.Mod
     for axis, classes in enumerate(MultiHeadLoss.SHAPE):
         weight = None
         if labels is not None and cfg.class_weights != "none":
-            parts = torch.as_tensor(labels)
-            part = (parts // 6, (parts // 3) % 2, parts % 3)[axis]
+            part = decode(torch.as_tensor(labels))[axis]
             weight = class_weights(cfg.class_weights, part, classes)
         heads.append(LOSSES[cfg.name](cfg, weight))
     return MultiHeadLoss(heads, cfg.head_weights)

@@ -10,7 +10,7 @@ import yaml
 
 from facemask.config import Config, config_from_dict, parse_overrides
 from facemask.errors import ConfigError, FacemaskError
-from facemask.utils import atomic_write_text
+from facemask.io import atomic_write_text
 
 log = logging.getLogger("facemask")
 KINDS = ("float", "int", "categorical")

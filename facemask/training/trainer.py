@@ -11,13 +11,13 @@ import copy
 import dataclasses
 import json
 import logging
-import math
 import signal
 import threading
 import time
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,17 +25,37 @@ import torch
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 
-from facemask.config import Config, config_from_dict, save_config
+from facemask.config import Config
 from facemask.data.corrections import load_samples, training_labels
+from facemask.data.faces import trust_detector
 from facemask.data.images import cache_faces
 from facemask.data.loaders import augment_on_device, decoding_of, load_pixels, make_loader
 from facemask.data.samplers import EpochSampler
 from facemask.data.split import kfold_by_person, split_by_person
 from facemask.data.transforms import build_transforms
 from facemask.errors import ConfigError, DataError, FacemaskError, TrainingInterrupted
-from facemask.evaluation.metrics import classification_metrics
-from facemask.models.factory import create_model
+from facemask.evaluation.metrics import classification_metrics, probs_metrics
+from facemask.io import atomic_write_text, cpu_count
+from facemask.models.factory import check_model_names, create_model
 from facemask.models.freeze import freeze, melt
+from facemask.models.runtime import PRECISIONS, predict_probs
+from facemask.runs import (
+    BEST,
+    CHECKPOINT_FORMAT,
+    CONFIG,
+    CORRECTIONS,
+    EVAL,
+    KFOLD,
+    LAST,
+    METRICS,
+    NO_FACE,
+    OOF,
+    SKIPPED,
+    VAL_PREDICTIONS,
+    Run,
+    TrainState,
+    load_checkpoint,
+)
 from facemask.tracking import Tracker
 from facemask.training.distributed import (
     Dist,
@@ -48,22 +68,13 @@ from facemask.training.distributed import (
     shutdown,
     sync_buffers,
 )
-from facemask.training.engine import LOG_EVERY, PRECISIONS, EpochProgress, predict_probs, probs_metrics, train_one_epoch
+from facemask.training.engine import LOG_EVERY, EpochProgress, train_one_epoch
 from facemask.training.losses import create_loss
 from facemask.training.mixing import BatchMixer
 from facemask.training.optim import check_names, create_optimizer, create_scheduler
-from facemask.utils import (
-    atomic_torch_save,
-    atomic_write_text,
-    cpu_count,
-    resolve_device,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-)
+from facemask.utils import resolve_device, seed_everything
 
 log = logging.getLogger("facemask")
-CHECKPOINT_FORMAT = 1
 
 
 class StopFlag:
@@ -99,21 +110,6 @@ class StopFlag:
                 signal.signal(sig, old)
 
 
-def new_run_dir(cfg: Config) -> Path:
-    base = Path(cfg.train.output_dir)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = base / f"{cfg.train.name}-{stamp}"
-    suffix = 2
-    while run_dir.exists():
-        run_dir = base / f"{cfg.train.name}-{stamp}-{suffix}"
-        suffix += 1
-    try:
-        run_dir.mkdir(parents=True)
-    except OSError as err:
-        raise FacemaskError(f"cannot create run folder {run_dir}: {err.strerror or err}") from err
-    return run_dir
-
-
 VAL_METRICS = ("loss", "accuracy", "macro_f1", "mask_f1", "gender_f1", "age_f1")
 
 
@@ -125,19 +121,11 @@ def metric_columns(ema: bool = False) -> list[str]:
 
 
 def check_config(cfg: Config) -> None:
-    """Catch what would otherwise fail an hour in."""
+    """Every option, before any data is read or folder written: ranges (Config.validate), then every name that
+    picks a component from a registry, and the face detector itself (dlib installed? a plug-in allowed?)."""
+    cfg.validate()
     if cfg.train.select_mode not in ("max", "min"):
         raise ConfigError(f"option train.select_mode must be max or min, got {cfg.train.select_mode!r}")
-    if cfg.train.epochs < 1:
-        raise ConfigError(f"option train.epochs must be at least 1, got {cfg.train.epochs}")
-    for key, ages in (("age_thresholds", cfg.data.age_thresholds), ("train_age_thresholds",
-                                                                   cfg.data.train_age_thresholds)):
-        if ages is not None and (len(ages) != 2 or ages[0] >= ages[1]):
-            raise ConfigError(f"option data.{key} must be two increasing ages, got {ages}")
-    if not 0.0 < cfg.data.val_fraction < 1.0:
-        raise ConfigError(f"option data.val_fraction must be between 0 and 1, got {cfg.data.val_fraction}")
-    if cfg.data.fold >= cfg.data.folds or cfg.data.folds < 2:
-        raise ConfigError(f"option data.fold={cfg.data.fold} needs 0 <= fold < data.folds ({cfg.data.folds}, >= 2)")
     if cfg.data.corrections and not Path(cfg.data.corrections).is_file():
         raise ConfigError(f"option data.corrections: file {cfg.data.corrections} does not exist")
     build_transforms(cfg.data.augment, cfg.aug)
@@ -146,23 +134,17 @@ def check_config(cfg: Config) -> None:
     EpochSampler([0], 0, cfg.data.sampler)
     create_loss(cfg.loss, multihead=cfg.model.head == "multi")
     check_names(cfg.optim, cfg.sched)
+    check_model_names(cfg.model)
     if cfg.train.precision not in PRECISIONS:
         raise ConfigError(f"option train.precision must be one of {', '.join(PRECISIONS)}, got {cfg.train.precision!r}")
     if cfg.data.on_bad_image not in ("error", "skip"):
         raise ConfigError(f"option data.on_bad_image must be error or skip, got {cfg.data.on_bad_image!r}")
+    if cfg.train.device != "auto":
+        resolve_device(cfg.train.device)
     columns = metric_columns(ema=cfg.train.ema_decay > 0)[1:]
     if cfg.train.select_metric not in columns:
         raise ConfigError(f"option train.select_metric={cfg.train.select_metric!r} is not a metrics column "
                           f"(known: {', '.join(columns)})")
-
-
-def load_checkpoint(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as err:
-        raise FacemaskError(f"{path} not found") from err
-    except Exception as err:  # noqa: BLE001 - corrupt or foreign file: one clear line
-        raise FacemaskError(f"cannot load checkpoint {path}: {str(err).splitlines()[0]}") from err
 
 
 def split_samples(samples: pd.DataFrame, cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -172,41 +154,65 @@ def split_samples(samples: pd.DataFrame, cfg: Config) -> tuple[pd.DataFrame, pd.
     return split_by_person(samples, cfg.data.val_fraction, cfg.train.seed)
 
 
-def fit(cfg: Config | None = None, resume: str | Path | None = None, on_step=None, on_epoch=None) -> Path:
+def fit(cfg: Config | None = None, resume: str | Path | None = None, on_step=None, on_epoch=None,
+        trust_run_code: bool = False) -> Path:
     """Train one model as configured (or continue the run folder ``resume``); returns the run folder.
 
     ``on_step(step)`` is called after every optimizer step (tests use it to interrupt at a chosen point);
-    ``on_epoch(row)`` after every epoch with its metrics row (sweeps use it to prune).
+    ``on_epoch(row)`` after every epoch with its metrics row (sweeps use it to prune). A resumed run's saved
+    config may import a ``module:factory`` face detector only with ``trust_run_code``.
     SIGINT/SIGTERM from the start on stop the run at the next step with a resumable checkpoint.
     """
+    checkpoint = None
+    if resume is not None:
+        cfg, checkpoint = _resume_point(resume)
+        if trust_run_code:
+            trust_detector(cfg.data.face_crop)
+    elif cfg is not None:
+        trust_detector(cfg.data.face_crop)  # the user's own config: they named the detector
+    else:
+        raise ConfigError("fit() needs a config or a run folder to resume")
+    check_config(cfg)
     stop = StopFlag()
     with stop.installed():
-        return _fit(cfg, resume, (on_step, on_epoch), stop)
+        ddp, ddp_device = init_from_env(cfg.train.device)
+        try:
+            return _fit_process(cfg, checkpoint, resume, (on_step, on_epoch), stop, ddp, ddp_device)
+        finally:
+            shutdown(ddp)
 
 
-def _fit(cfg: Config | None, resume: str | Path | None, hooks, stop: StopFlag) -> Path:
-    ddp, ddp_device = init_from_env(cfg.train.device if cfg is not None else "auto")
-    try:
-        return _fit_process(cfg, resume, hooks, stop, ddp, ddp_device)
-    finally:
-        shutdown(ddp)
+def _resume_point(resume: str | Path) -> tuple[Config, dict]:
+    """(the run's config, its last.pt) for ``facemask train --resume RUN``; one line for every way it can't be."""
+    run = Run(resume)
+    if not run.path.is_dir():
+        raise FacemaskError(f"run folder {run.path} not found")
+    if not (run / LAST).exists():
+        if (run / CONFIG).is_file():
+            raise FacemaskError(f"run {run.path} never finished an epoch or was stopped before its first checkpoint "
+                                f"(no {LAST}); start it again: facemask train -c {run / CONFIG}")
+        raise FacemaskError(f"{run / LAST} not found (is {run.path} a facemask run folder?)")
+    checkpoint = load_checkpoint(run / LAST, keys=("config", "model", "epoch"))
+    cfg = Run._config_of(checkpoint, run / LAST)
+    if checkpoint.get("finished", False):
+        raise FacemaskError(f"run {run.path} already finished (epoch {checkpoint['epoch']} of {cfg.train.epochs})")
+    return cfg, checkpoint
 
 
-def _fit_process(cfg: Config | None, resume: str | Path | None, hooks, stop: StopFlag, ddp: Dist,
-                 ddp_device: torch.device | None) -> Path:
-    state = None
-    if resume is not None:
-        run_dir = Path(resume)
-        state = load_checkpoint(run_dir / "last.pt")
-        cfg = config_from_dict(state["config"])
-        if state.get("finished", False):
-            raise FacemaskError(f"run {run_dir} already finished (epoch {state['epoch']} of {cfg.train.epochs})")
-    assert cfg is not None
-    check_config(cfg)
-    device = ddp_device or resolve_device(cfg.train.device)
-    torch.set_num_threads(max(1, (cfg.train.threads or cpu_count()) // (ddp.world if device.type == "cpu" else 1)))
-    seed_everything(cfg.train.seed)
+@dataclass
+class RunData:
+    """The samples of a run and its person-level split, with the decoded-image cache."""
 
+    samples: pd.DataFrame
+    train: pd.DataFrame
+    val: pd.DataFrame
+    pixels: np.ndarray | None
+    bad: list[tuple[str, str]]
+    changes: list[str]
+
+
+def prepare_data(cfg: Config, ddp: Dist) -> RunData:
+    """Read the layout, split by person, decode every image once (rank 0 builds the cache, the others read it)."""
     samples, changes = load_samples(cfg)
     train_df, val_df = split_samples(samples, cfg)
     if train_df.empty or val_df.empty:
@@ -222,40 +228,47 @@ def _fit_process(cfg: Config | None, resume: str | Path | None, hooks, stop: Sto
         bad_files = {file for file, _ in bad}
         train_df = train_df[~train_df["file"].isin(bad_files)].reset_index(drop=True)
         val_df = val_df[~val_df["file"].isin(bad_files)].reset_index(drop=True)
+    return RunData(samples, train_df, val_df, pixels, bad, changes)
+
+
+def _start_run(cfg: Config, data: RunData) -> Run:
+    """A new run folder with its config, split and the data notes (skipped images, faces found, corrections)."""
+    run = Run.create(cfg.train.output_dir, cfg.train.name)
+    run.save_config(cfg)
+    run.save_split(data.train, data.val)
+    if data.bad and cfg.data.on_bad_image == "skip":
+        run.write_csv(SKIPPED, pd.DataFrame(data.bad, columns=["file", "problem"]))
+        log.warning("skipped %d images that cannot be decoded (listed in %s)", len(data.bad), run / SKIPPED)
+    if cfg.data.face_crop != "none" and cfg.data.cache:
+        faceless = cache_faces(data.samples["file"].tolist(), (cfg.data.height, cfg.data.width),
+                               cfg.data.cache_dir or None, progress=False, decoding=decoding_of(cfg))  # cached
+        run.write_csv(NO_FACE, pd.DataFrame({"file": faceless}))
+        log.info("face crop (%s): face found in %d of %d photos; the others are cropped where faces usually are (%s)",
+                 cfg.data.face_crop, len(data.samples) - len(faceless), len(data.samples), run / NO_FACE)
+    if data.changes:
+        run.write_text(CORRECTIONS, "\n".join(data.changes) + "\n")
+        log.info("label corrections from %s: %d changes (%s)", cfg.data.corrections, len(data.changes),
+                 "; ".join(data.changes[:5]) + (" ..." if len(data.changes) > 5 else ""))
+    return run
+
+
+def _fit_process(cfg: Config, checkpoint: dict | None, resume: str | Path | None, hooks, stop: StopFlag, ddp: Dist,
+                 ddp_device: torch.device | None) -> Path:
+    device = ddp_device or resolve_device(cfg.train.device)
+    torch.set_num_threads(max(1, (cfg.train.threads or cpu_count()) // (ddp.world if device.type == "cpu" else 1)))
+    seed_everything(cfg.train.seed)
+    data = prepare_data(cfg, ddp)
     model = create_model(cfg.model, cfg.data.mean, cfg.data.std).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-
-    if state is None:
-        if ddp.main:
-            run_dir = new_run_dir(cfg)
-            save_config(cfg, run_dir / "config.yaml")
-            split = pd.concat([train_df[["person"]].drop_duplicates().assign(side="train"),
-                               val_df[["person"]].drop_duplicates().assign(side="val")])
-            atomic_write_text(run_dir / "split.csv", split.to_csv(index=False))
-        run_dir = broadcast_object(run_dir if ddp.main else None, ddp)
-    if not ddp.main:
-        return _train(cfg, state, run_dir, samples, train_df, val_df, pixels, model, device, Tracker.disabled(),
-                      hooks, stop, ddp)
-    if bad and cfg.data.on_bad_image == "skip":
-        atomic_write_text(run_dir / "skipped_images.csv",
-                          pd.DataFrame(bad, columns=["file", "problem"]).to_csv(index=False))
-        log.warning("skipped %d images that cannot be decoded (listed in %s)", len(bad),
-                    run_dir / "skipped_images.csv")
-    if cfg.data.face_crop != "none" and cfg.data.cache:
-        faceless = cache_faces(samples["file"].tolist(), (cfg.data.height, cfg.data.width), cfg.data.cache_dir or None,
-                               progress=False, decoding=decoding_of(cfg))  # read from the cache just built
-        atomic_write_text(run_dir / "no_face.csv", pd.DataFrame({"file": faceless}).to_csv(index=False))
-        log.info("face crop (%s): face found in %d of %d photos; the others are cropped where faces usually are (%s)",
-                 cfg.data.face_crop, len(samples) - len(faceless), len(samples), run_dir / "no_face.csv")
-    if changes:
-        atomic_write_text(run_dir / "corrections_applied.txt", "\n".join(changes) + "\n")
-        log.info("label corrections from %s: %d changes (%s)", cfg.data.corrections, len(changes),
-                 "; ".join(changes[:5]) + (" ..." if len(changes) > 5 else ""))
-    tracker = Tracker(cfg.track, run_dir, cfg.to_dict(), resume=state is not None)
+    if checkpoint is not None:
+        run = Run(resume)
+    else:
+        run = broadcast_object(_start_run(cfg, data) if ddp.main else None, ddp)
+    tracker = Tracker(cfg.track, run.path, cfg.to_dict(), resume=checkpoint is not None) if ddp.main \
+        else Tracker.disabled()
     try:
-        return _train(cfg, state, run_dir, samples, train_df, val_df, pixels, model, device, tracker, hooks, stop,
-                      ddp)
+        return _train(cfg, checkpoint, run, data, model, device, tracker, hooks, stop, ddp)
     except TrainingInterrupted:
         tracker.stop("KILLED")
         raise
@@ -264,84 +277,98 @@ def _fit_process(cfg: Config | None, resume: str | Path | None, hooks, stop: Sto
         raise
 
 
-def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame, train_df: pd.DataFrame,
-           val_df: pd.DataFrame, pixels, model: torch.nn.Module, device: torch.device, tracker: Tracker, hooks,
-           stop: StopFlag, ddp: Dist = Dist()) -> Path:
-    on_step, on_epoch = hooks
-    train_df = training_labels(train_df, cfg.data.train_age_thresholds, cfg.data.drop_ages)
-    log.info("run %s: %d train images (%d people), %d val images (%d people)", run_dir, len(train_df),
-             train_df.person.nunique(), len(val_df), val_df.person.nunique())
-    row_of = {f: i for i, f in enumerate(samples["file"])}
+@dataclass
+class Loaders:
+    train: Any
+    sampler: EpochSampler
+    val: Any
+    val_rows: np.ndarray  # this rank's share of the validation table
+    train_transform: Any  # applied on the device when augment_on_device, else inside the loader
+    on_device: bool
+
+
+def build_loaders(cfg: Config, data: RunData, train_df: pd.DataFrame, device: torch.device, ddp: Dist) -> Loaders:
+    row_of = {f: i for i, f in enumerate(data.samples["file"])}
     train_tf, eval_tf = build_transforms(cfg.data.augment, cfg.aug)
     pin = device.type == "cuda"
     sampler = EpochSampler(train_df["label"].to_numpy(), cfg.train.seed, cfg.data.sampler, ddp.world, ddp.rank)
     on_device = augment_on_device(cfg.data, device)
-    train_loader = make_loader(train_df["file"], train_df["label"], cfg, train_tf, pixels,
+    train_loader = make_loader(train_df["file"], train_df["label"], cfg, train_tf, data.pixels,
                                [row_of[f] for f in train_df["file"]], sampler=sampler, pin_memory=pin,
                                defer_augment=on_device)
-    val_rows = shard(len(val_df), ddp)  # this rank's share of validation, gathered back in order
-    val_part = val_df.iloc[val_rows]
-    val_loader = make_loader(val_part["file"], val_part["label"], cfg, eval_tf, pixels,
+    val_rows = shard(len(data.val), ddp)  # this rank's share of validation, gathered back in order
+    val_part = data.val.iloc[val_rows]
+    val_loader = make_loader(val_part["file"], val_part["label"], cfg, eval_tf, data.pixels,
                              [row_of[f] for f in val_part["file"]], batch_size=cfg.data.batch_size * 2,
                              pin_memory=pin)
-    val_labels = val_df["label"].to_numpy()
+    return Loaders(train_loader, sampler, val_loader, val_rows, train_tf, on_device)
 
-    def validate(net: torch.nn.Module) -> tuple[dict, np.ndarray]:
-        probs, _ = predict_probs(net, val_loader, device, cfg.train.channels_last, cfg.train.progress and ddp.main,
-                                 "validate", cfg.train.precision)
-        probs = gather_rows(val_rows, probs, len(val_df), ddp)
-        return probs_metrics(val_labels, probs), probs
-    updates_per_epoch = len(train_loader)
 
-    loss_fn = create_loss(cfg.loss, train_df["label"].to_numpy(), multihead=cfg.model.head == "multi")
+@dataclass
+class Optimisation:
+    """What the loop trains with: the loss, optimizer, schedule, batch mixer, EMA and the frozen parameters."""
+
+    loss_fn: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    mixer: BatchMixer
+    ema: ModelEmaV3 | None
+    frozen: list[str]
+    train_model: torch.nn.Module  # the model, wrapped for DDP when distributed
+
+
+def build_optimisation(cfg: Config, model: torch.nn.Module, train_labels: np.ndarray, updates_per_epoch: int,
+                       device: torch.device, ddp: Dist) -> Optimisation:
+    loss_fn = create_loss(cfg.loss, train_labels, multihead=cfg.model.head == "multi")
     optimizer = create_optimizer(model, cfg.optim)  # before freezing: frozen tensors must be there when melted
     frozen = freeze(model, cfg.model.freeze)
     if frozen:
         log.info("frozen: %d backbone tensors (model.freeze=%d)", len(frozen), cfg.model.freeze)
     scheduler = create_scheduler(optimizer, cfg.sched, cfg.train.epochs, updates_per_epoch)
-    mixer = BatchMixer(cfg.aug)
     train_model = model
     if ddp.enabled:
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     ema = ModelEmaV3(model, decay=cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+    return Optimisation(loss_fn, optimizer, scheduler, BatchMixer(cfg.aug), ema, frozen, train_model)
+
+
+def _train(cfg: Config, checkpoint: dict | None, run: Run, data: RunData, model: torch.nn.Module,
+           device: torch.device, tracker: Tracker, hooks, stop: StopFlag, ddp: Dist = Dist()) -> Path:
+    """The epoch loop: train, validate (model and EMA), log, keep the best, save a resumable state."""
+    on_step, on_epoch = hooks
+    train_df = training_labels(data.train, cfg.data.train_age_thresholds, cfg.data.drop_ages)
+    log.info("run %s: %d train images (%d people), %d val images (%d people)", run.path, len(train_df),
+             train_df.person.nunique(), len(data.val), data.val.person.nunique())
+    loaders = build_loaders(cfg, data, train_df, device, ddp)
+    updates_per_epoch = len(loaders.train)
+    opt = build_optimisation(cfg, model, train_df["label"].to_numpy(), updates_per_epoch, device, ddp)
+    state = TrainState(cfg.to_dict(), model, opt.optimizer, opt.scheduler, opt.ema, device)
+    progress = EpochProgress()
+    if checkpoint is not None:
+        state.load_state_dict(checkpoint)
+        if state.melted:
+            melt(model)
+        if state.progress is not None:
+            progress = EpochProgress.from_state(state.progress)
+        log.info("resuming %s at epoch %d step %d", run.path, state.epoch + 1, progress.step)
+    val_labels = data.val["label"].to_numpy()
     sign = 1.0 if cfg.train.select_mode == "max" else -1.0
     metric = cfg.train.select_metric
-    best_score, best_epoch, best_val, rows, melted = -math.inf, -1, None, [], False
-    first_epoch, progress = 0, EpochProgress()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        if ema is not None:
-            ema.module.load_state_dict(state["ema"])
-        set_rng_state(state["rng"], device)
-        rows, best_score, best_epoch, best_val = state["rows"], state["best_score"], state["best_epoch"], \
-            state["best_val"]
-        melted = state["melted"]
-        if melted:
-            melt(model)
-        first_epoch = state["epoch"]
-        if state["progress"] is not None:
-            progress = EpochProgress.from_state(state["progress"])
-        log.info("resuming %s at epoch %d step %d", run_dir, first_epoch + 1, progress.step)
 
-    def save_last(epoch_done: int, partial: EpochProgress | None, finished: bool = False) -> None:
-        if not ddp.main:
-            return
-        atomic_torch_save({
-            "format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": epoch_done, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else {},
-            "ema": ema.module.state_dict() if ema is not None else None, "rng": rng_state(device),
-            "rows": rows, "best_score": best_score, "best_epoch": best_epoch, "best_val": best_val,
-            "melted": melted, "finished": finished,
-            "progress": None if partial is None else partial.state_dict(),
-            "metrics": rows[-1] if rows else {}}, run_dir / "last.pt")
+    def validate(net: torch.nn.Module) -> tuple[dict, np.ndarray]:
+        probs, _ = predict_probs(net, loaders.val, device, cfg.train.channels_last, cfg.train.progress and ddp.main,
+                                 "validate", cfg.train.precision)
+        probs = gather_rows(loaders.val_rows, probs, len(data.val), ddp)
+        return probs_metrics(val_labels, probs), probs
+
+    def save_last(partial: EpochProgress | None) -> None:
+        if ddp.main:
+            state.progress = None if partial is None else partial.state_dict()
+            run.save_checkpoint(LAST, state.state_dict())
 
     def do_melt(reason: str) -> None:
-        nonlocal melted
         melt(model)
-        melted = True
+        state.melted = True
         log.info("melted the frozen backbone (%s)", reason)
 
     def should_stop() -> bool:
@@ -352,17 +379,19 @@ def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame
 
     start = time.perf_counter()
     stopped_early = False
-    for epoch in range(first_epoch, cfg.train.epochs):
-        if frozen and not melted and cfg.model.melt_epoch and epoch + 1 >= cfg.model.melt_epoch:
+    for epoch in range(state.epoch, cfg.train.epochs):
+        if opt.frozen and not state.melted and cfg.model.melt_epoch and epoch + 1 >= cfg.model.melt_epoch:
             do_melt(f"model.melt_epoch={cfg.model.melt_epoch}")
-        sampler.set_epoch(epoch, start=progress.step * cfg.data.batch_size)
-        complete = train_one_epoch(train_model, train_loader, loss_fn, optimizer, scheduler, device, epoch,
-                                   progress, updates_per_epoch, cfg.train.channels_last,
-                                   cfg.train.progress and ddp.main, should_stop, on_step,
-                                   mixer, ema, cfg.train.precision, train_tf if on_device else None)
+        loaders.sampler.set_epoch(epoch, start=progress.step * cfg.data.batch_size)
+        complete = train_one_epoch(
+            opt.train_model, loaders.train, loss_fn=opt.loss_fn, optimizer=opt.optimizer, scheduler=opt.scheduler,
+            device=device, epoch=epoch, progress=progress, updates_per_epoch=updates_per_epoch,
+            channels_last=cfg.train.channels_last, show_progress=cfg.train.progress and ddp.main,
+            should_stop=should_stop, on_step=on_step, mixer=opt.mixer, ema=opt.ema, precision=cfg.train.precision,
+            augment=loaders.train_transform if loaders.on_device else None)
         if not complete:
-            save_last(epoch, progress)
-            raise TrainingInterrupted(run_dir, stop.signum or signal.SIGINT, epoch, progress.step)
+            save_last(progress)
+            raise TrainingInterrupted(run.path, stop.signum or signal.SIGINT, epoch, progress.step)
         sync_buffers(model, ddp)
         val, val_probs = validate(model)
         train_loss, train_metrics = epoch_train_metrics(progress, ddp)
@@ -370,38 +399,38 @@ def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame
                "train_accuracy": train_metrics["accuracy"], "train_macro_f1": train_metrics["macro_f1"],
                **{f"val_{m}": val[m] for m in VAL_METRICS}}
         chosen, chosen_probs = model, val_probs
-        if ema is not None:
-            ema_val, ema_probs = validate(ema.module)
+        if opt.ema is not None:
+            sync_buffers(opt.ema.module, ddp)
+            ema_val, ema_probs = validate(opt.ema.module)
             row |= {f"ema_val_{m}": ema_val[m] for m in VAL_METRICS}
             if metric.startswith("ema_"):
-                chosen, val, chosen_probs = ema.module, ema_val, ema_probs
+                chosen, val, chosen_probs = opt.ema.module, ema_val, ema_probs
         row |= {"epoch_seconds": progress.seconds,
                 "train_images_per_second": ddp.world * progress.seen / progress.seconds if progress.seconds else 0.0}
-        if scheduler is not None:
-            scheduler.step(epoch + 1, row["val_macro_f1"])
-        rows.append(row)
+        if opt.scheduler is not None:
+            opt.scheduler.step(epoch + 1, row["val_macro_f1"])
+        state.rows.append(row)
         tracker.log_epoch(row)
         if on_epoch is not None:
             on_epoch(row)
         if ddp.main:
-            atomic_write_text(run_dir / "metrics.csv",
-                              pd.DataFrame(rows, columns=metric_columns(ema is not None)).to_csv(index=False))
-        if sign * row[metric] > best_score:
-            best_score, best_epoch, best_val = sign * row[metric], epoch + 1, val
-        if best_epoch == epoch + 1 and ddp.main:
-            atomic_torch_save({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": epoch + 1,
-                               "metrics": row, "model": chosen.state_dict()}, run_dir / "best.pt")
-            predictions = pd.DataFrame({"file": val_df["file"], "person": val_df["person"], "label": val_df["label"],
-                                        "pred": chosen_probs.argmax(1)})
+            run.write_csv(METRICS, pd.DataFrame(state.rows, columns=metric_columns(opt.ema is not None)))
+        if sign * row[metric] > state.best_score:
+            state.best_score, state.best_epoch, state.best_val = sign * row[metric], epoch + 1, val
+        if state.best_epoch == epoch + 1 and ddp.main:
+            run.save_checkpoint(BEST, {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": epoch + 1,
+                                       "metrics": row, "model": chosen.state_dict()})
+            predictions = pd.DataFrame({"file": data.val["file"], "person": data.val["person"],
+                                        "label": data.val["label"], "pred": chosen_probs.argmax(1)})
             predictions[[f"p{i}" for i in range(chosen_probs.shape[1])]] = chosen_probs
-            atomic_write_text(run_dir / "val_predictions.csv", predictions.to_csv(index=False, float_format="%.6g"))
-        since_best = epoch + 1 - best_epoch
-        if frozen and not melted and cfg.model.melt_patience and since_best >= cfg.model.melt_patience:
+            run.write_csv(VAL_PREDICTIONS, predictions, float_format="%.6g")
+        since_best = epoch + 1 - state.best_epoch
+        if opt.frozen and not state.melted and cfg.model.melt_patience and since_best >= cfg.model.melt_patience:
             do_melt(f"{metric} did not improve for {since_best} epochs")
         stopped_early = bool(cfg.train.early_stop) and since_best >= cfg.train.early_stop
         progress = EpochProgress()
-        finished = stopped_early or epoch + 1 == cfg.train.epochs
-        save_last(epoch + 1, None, finished)
+        state.epoch, state.finished = epoch + 1, stopped_early or epoch + 1 == cfg.train.epochs
+        save_last(None)
         log.info("epoch %d/%d  loss %.4f  val macro F1 %.4f  acc %.4f  (mask %.3f gender %.3f age %.3f)  "
                  "%.0f img/s", epoch + 1, cfg.train.epochs, row["train_loss"], row["val_macro_f1"],
                  row["val_accuracy"], row["val_mask_f1"], row["val_gender_f1"], row["val_age_f1"],
@@ -410,20 +439,20 @@ def _train(cfg: Config, state: dict | None, run_dir: Path, samples: pd.DataFrame
             log.info("early stop: %s did not improve for %d epochs (train.early_stop=%d)", metric, since_best,
                      cfg.train.early_stop)
             break
-        if any_rank(stop(), ddp) and not finished:
-            raise TrainingInterrupted(run_dir, stop.signum, epoch + 1, 0)
+        if any_rank(stop(), ddp) and not state.finished:
+            raise TrainingInterrupted(run.path, stop.signum, epoch + 1, 0)
     if not ddp.main:
-        return run_dir
-    summary = {"run": str(run_dir), "split": "val", "checkpoint": "best.pt", "epoch": best_epoch,
-               "epochs_run": len(rows), "stopped_early": stopped_early,
-               "train_seconds": time.perf_counter() - start, **best_val}
-    atomic_write_text(run_dir / "eval.json", json.dumps(summary, indent=2))
+        return run.path
+    summary = {"run": str(run.path), "split": "val", "checkpoint": BEST, "epoch": state.best_epoch,
+               "epochs_run": len(state.rows), "stopped_early": stopped_early,
+               "train_seconds": time.perf_counter() - start, **state.best_val}
+    run.write_text(EVAL, json.dumps(summary, indent=2))
     if cfg.train.report:
         from facemask.evaluation.report import make_report
 
-        log.info("report: %s", make_report(run_dir))
+        log.info("report: %s", make_report(run.path))
     tracker.finish(summary)
-    return run_dir
+    return run.path
 
 
 def epoch_train_metrics(progress: EpochProgress, ddp: Dist) -> tuple[float, dict]:
@@ -443,7 +472,9 @@ def fit_folds(cfg: Config, folds: int) -> Path:
     mean ± std, and the out-of-fold macro F1 over the whole training set)."""
     if folds < 2:
         raise ConfigError(f"--folds must be at least 2, got {folds}")
-    parent = new_run_dir(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, name=f"{cfg.train.name}-kfold")))
+    trust_detector(cfg.data.face_crop)
+    check_config(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, fold=0, folds=folds)))
+    parent = Run.create(cfg.train.output_dir, f"{cfg.train.name}-kfold").path
     runs, frames = [], []
     for fold in range(folds):
         fold_cfg = copy.deepcopy(cfg)
@@ -452,14 +483,12 @@ def fit_folds(cfg: Config, folds: int) -> Path:
         log.info("fold %d/%d", fold + 1, folds)
         run = fit(fold_cfg)
         runs.append(run)
-        frames.append(pd.read_csv(run / "val_predictions.csv").assign(fold=fold))
+        frames.append(pd.read_csv(run / VAL_PREDICTIONS).assign(fold=fold))
     oof = pd.concat(frames, ignore_index=True)
-    atomic_write_text(parent / "oof.csv", oof.to_csv(index=False, float_format="%.6g"))
-    scores = [json.loads((run / "eval.json").read_text())["macro_f1"] for run in runs]
-    from facemask.evaluation.metrics import classification_metrics
-
+    atomic_write_text(parent / OOF, oof.to_csv(index=False, float_format="%.6g"))
+    scores = [json.loads((run / EVAL).read_text())["macro_f1"] for run in runs]
     summary = {"runs": [str(r) for r in runs], "fold_macro_f1": scores, "mean_macro_f1": float(np.mean(scores)),
                "std_macro_f1": float(np.std(scores)),
                "oof": classification_metrics(oof["label"].to_numpy(), oof["pred"].to_numpy())}
-    atomic_write_text(parent / "kfold.json", json.dumps(summary, indent=2))
+    atomic_write_text(parent / KFOLD, json.dumps(summary, indent=2))
     return parent
