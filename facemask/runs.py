@@ -53,10 +53,15 @@ CHECKPOINT_FORMAT = 1
 
 
 def save_checkpoint(obj: dict, path: str | Path) -> None:
-    """``torch.save`` through a temporary file and a rename (a crash mid-save keeps the previous file)."""
+    """``torch.save`` through a temporary file and a rename (a crash mid-save keeps the previous file). Serialised
+    in memory first, so that a failed write (disk full) is an OSError that says why, not torch's zip-writer text."""
+    import io
+
     import torch
 
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
 def load_checkpoint(path: str | Path, keys: tuple[str, ...] = ("config", "model")) -> dict:

@@ -124,7 +124,10 @@ def open_image(source: ImageSource):
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise DataError(f"{name} is larger than facemask decodes ({MAX_IMAGE_PIXELS / 1e6:.0f} Mpx): "
                         f"a decompression bomb, or a photo to shrink first") from err
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
+    except UnidentifiedImageError as err:
+        raise DataError(f"{name} cannot be decoded: not an image format facemask reads (JPEG, PNG, WebP, BMP, GIF, "
+                        "TIFF)") from err
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
         raise DataError(f"{name} cannot be decoded: {first_line(err)}") from err
 
 

@@ -27,7 +27,7 @@ import torch
 
 from facemask.data.faces import crop_box, detect_faces, fallback_crop, get_detector, trust_detector
 from facemask.data.images import Decoding, ImageSource, crop_padded, fit, read_rgb
-from facemask.data.labels import ATTRIBUTES, CLASS_NAMES, NUM_CLASSES, decode, marginals
+from facemask.data.labels import ATTRIBUTES, CLASS_NAMES, NUM_CLASSES, encode, marginals
 from facemask.data.loaders import decoding_of
 from facemask.errors import ConfigError, DataError, FacemaskError
 from facemask.inference.engines import Engine, load_engine
@@ -203,14 +203,16 @@ class Model:
         for index, engine in enumerate(self.engines):
             crops = np.stack([crop for photo in photos for crop in photo.crops[index]])
             probs.append(self._engine_probs(engine, crops))
-        scores = combine(probs, self.vote, self.weights)
-        mean = sum(w * p for w, p in zip(self.weights, probs))  # the probabilities reported (soft mean)
-        parts = marginals(mean)
+        scores = combine(probs, self.vote, self.weights)  # soft: the weighted mean; hard: votes, then the mean
+        parts = marginals(scores / scores.sum(1, keepdims=True))
+        mean = sum(w * p for w, p in zip(self.weights, probs))  # the class probabilities reported
         for row, (_, face) in enumerate(answered):
-            label = int(scores[row].argmax())
-            face.label, face.class_name = label, CLASS_NAMES[label]  # the three answers are the class's parts
-            face.mask, face.gender, face.age = (names[part] for names, part in zip(ATTRIBUTES.values(),
-                                                                                    decode(label)))
+            # each attribute's answer is its most probable value, so that the answers agree with the bars a user
+            # sees; the class is the three combined (the competition's submission takes the top joint class)
+            chosen = [int(parts[attribute][row].argmax()) for attribute in ATTRIBUTES]
+            face.label = int(encode(*chosen))
+            face.class_name = CLASS_NAMES[face.label]
+            face.mask, face.gender, face.age = (names[i] for names, i in zip(ATTRIBUTES.values(), chosen))
             face.probs = {attribute: {name: round(float(p), 6) for name, p in zip(names, parts[attribute][row])}
                           for attribute, names in ATTRIBUTES.items()}
             face.probs["classes"] = [round(float(p), 6) for p in mean[row]]

@@ -1,0 +1,1 @@
+"""Serving: the HTTP API and page (facemask.serve.app), started by ``facemask serve``."""

@@ -1,0 +1,222 @@
+"""Any photo, every face: the Python API (facemask.load), photos mode of `facemask predict`, and the competition
+mode kept byte-identical to a direct computation."""
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+import facemask
+from facemask.cli import main
+from facemask.data.images import load_image
+from facemask.data.labels import CLASS_NAMES
+from facemask.data.loaders import decoding_of
+from facemask.errors import ConfigError
+from facemask.models.factory import create_model
+from facemask.training.trainer import fit
+
+PASTED_WIDTHS = (300, 160, 90)
+
+
+@pytest.fixture(scope="module")
+def runs(demo_root, tmp_path_factory):
+    """A run trained on whole photos, and one trained with the HOG face crop (letterboxed), on the same people."""
+    from facemask.config import load_config
+
+    out = tmp_path_factory.mktemp("photos")
+    common = [f"data.root={demo_root / 'train'}", f"train.output_dir={out / 'runs'}", f"data.cache_dir={out / 'c'}",
+              "data.val_fraction=0.34", "train.epochs=2"]
+    whole = fit(load_config("configs/tiny.yaml", common + ["train.name=whole"]))
+    faces = fit(load_config("configs/tiny.yaml", common + ["train.name=faces", "data.face_crop=hog",
+                                                           "data.resize=letterbox", "data.face_margin=0.3"]))
+    return {"whole": whole, "faces": faces}
+
+
+def group_photo(demo_root, path=None):
+    """Three demo people pasted side by side into a 1024x768 photo, about 300, 160 and 90 px wide: (photo, the
+    pasted people's rectangles)."""
+    files = sorted((demo_root / "eval" / "images").iterdir())[:3]
+    canvas = Image.new("RGB", (1024, 768), (90, 110, 130))
+    placed, x = [], 40
+    for file, width in zip(files, PASTED_WIDTHS):
+        person = Image.open(file).convert("RGB")
+        person = person.resize((width, round(person.height * width / person.width)), Image.BILINEAR)
+        canvas.paste(person, (x, 120))
+        placed.append((x, 120, x + person.width, 120 + person.height))
+        x += person.width + 80
+    if path is not None:
+        canvas.save(path, quality=95)
+    return canvas, placed
+
+
+def test_every_face_of_a_group_photo_is_found_on_its_person_and_answered(runs, demo_root):
+    photo, placed = group_photo(demo_root)
+    model = facemask.load(runs["faces"])
+    faces = model.predict(photo)
+    assert len(faces) == 3, [(f.box, f.score) for f in faces]
+    hits = []
+    for face in faces:
+        assert face.status == "face" and face.score is not None
+        left, top, right, bottom = face.box
+        cx, cy = (left + right) / 2, (top + bottom) / 2
+        person = [i for i, (x0, y0, x1, y1) in enumerate(placed) if x0 <= cx <= x1 and y0 <= cy <= y0 + (y1 - y0) * 0.6]
+        assert len(person) == 1, (face.box, placed)  # the box's centre is on the upper part of one pasted person
+        width = placed[person[0]][2] - placed[person[0]][0]
+        assert 0.2 * width < right - left < 0.8 * width  # a face-sized box, not the whole person
+        hits.append(person[0])
+        assert face.mask in ("wear", "incorrect", "not wear") and face.gender in ("male", "female")
+        assert face.age in ("<30", "30-59", ">=60") and face.class_name == CLASS_NAMES[face.label]
+        for attribute in ("mask", "gender", "age"):  # the answers are the top of the bars a user sees
+            assert getattr(face, attribute) == max(face.probs[attribute], key=face.probs[attribute].get)
+        assert face.class_name == f"{face.mask}/{face.gender}/{face.age}"
+        assert sum(face.probs["classes"]) == pytest.approx(1, abs=1e-4)
+        assert sum(face.probs["mask"].values()) == pytest.approx(1, abs=1e-4)
+    assert sorted(hits) == [0, 1, 2]  # each pasted person once, the 90 px one included
+
+
+def test_each_face_is_framed_as_training_framed_it(runs, demo_root):
+    """A single portrait: the API's face crop gives the probabilities the model gives on the run's own decoding."""
+    from facemask.runs import Run
+
+    file = sorted((demo_root / "eval" / "images").iterdir())[0]
+    cfg, model = Run.open(runs["faces"]).load_model()
+    pixels = load_image(file, (cfg.data.height, cfg.data.width), decoding_of(cfg))
+    with torch.no_grad():
+        direct = model(torch.from_numpy(pixels).permute(2, 0, 1)[None]).softmax(1)[0].numpy()
+    (face,) = facemask.load(runs["faces"]).predict(str(file))
+    # the training path detects on a 240 px copy, the API on a 2x copy: the boxes differ by a few pixels
+    assert np.abs(np.array(face.probs["classes"]) - direct).max() < 0.15
+
+
+def test_a_path_a_pil_image_an_array_and_bytes_give_the_same_answers(runs, demo_root):
+    file = sorted((demo_root / "eval" / "images").iterdir())[1]
+    for run in runs.values():
+        model = facemask.load(run)
+        image = Image.open(file)
+        answers = [model.predict(str(file)), model.predict(file), model.predict(image),
+                   model.predict(np.asarray(image.convert("RGB"))), model.predict(file.read_bytes())]
+        first = [f.to_dict() for f in answers[0]]
+        for other in answers[1:]:
+            assert [f.to_dict() for f in other] == first
+        batched = model.predict([str(file), image, np.asarray(image.convert("RGB"))])  # a list -> a list of lists
+        assert len(batched) == 3 and all([f.to_dict() for f in faces] == first for faces in batched)
+
+
+def test_a_run_without_face_crop_answers_the_whole_photo(runs, demo_root):
+    photo, _ = group_photo(demo_root)
+    (face,) = facemask.load(runs["whole"]).predict(photo)
+    assert face.status == "whole_photo" and face.box == (0, 0, 1024, 768) and "without a face crop" in face.note
+    assert face.label is not None
+
+
+def test_a_photo_without_a_face_gets_one_entry_saying_so(runs):
+    blank = Image.new("RGB", (320, 240), (128, 140, 150))
+    (face,) = facemask.load(runs["faces"]).predict(blank)
+    assert face.status == "no_face" and face.label is None and face.box is None
+    (fallback,) = facemask.load(runs["faces"], no_face="fallback").predict(blank)
+    assert fallback.status == "fallback" and fallback.label is not None
+
+
+def test_predict_a_folder_lists_skipped_files_and_unreadable_images(runs, demo_root, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    group_photo(demo_root, folder / "group.jpg")
+    Image.open(sorted((demo_root / "eval" / "images").iterdir())[2]).save(folder / "sub" / "one.webp")
+    (folder / "notes.txt").write_text("not a photo")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "faces.csv"
+    assert main(["predict", str(runs["faces"]), str(folder), "--out", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "notes.txt" in printed and "skipped" in printed
+    table = pd.read_csv(out)
+    by_status = table.groupby("status").path.apply(list).to_dict()
+    assert by_status["skipped"] == [str(folder / "notes.txt")]
+    assert by_status["error"] == [str(folder / "broken.jpg")]
+    faces = table[table.status == "face"]
+    assert (faces.path == str(folder / "group.jpg")).sum() == 3 and (faces.path == str(folder / "sub/one.webp")).sum()
+    for column in ("path", "face", "left", "top", "right", "bottom", "score", "mask", "gender", "age", "class",
+                   "p_mask_wear", "p_gender_female", "p_age_60plus", "p17"):
+        assert column in table.columns, column
+    assert np.allclose(faces[[f"p{i}" for i in range(18)]].sum(1), 1, atol=1e-4)
+    json_out = tmp_path / "faces.json"
+    assert main(["predict", str(runs["faces"]), str(folder / "group.jpg"), "--out", str(json_out), "-q"]) == 0
+    saved = json.loads(json_out.read_text())
+    (photo,) = saved["photos"]
+    assert photo["width"] == 1024 and len(photo["faces"]) == 3 and set(photo["faces"][0]["probs"]) == {
+        "mask", "gender", "age", "classes"}
+
+
+def test_ensembles_tta_and_onnx_work_in_photos_mode(runs, demo_root, tmp_path):
+    photo, _ = group_photo(demo_root)
+    torch_faces = facemask.load(runs["faces"], engine="torch", tta="flip").predict(photo)
+    assert main(["export", str(runs["faces"])]) == 0
+    onnx_model = facemask.load(runs["faces"], tta="flip")  # auto: the export is up to date
+    assert onnx_model.info["engines"] == ["onnx"]
+    onnx_faces = onnx_model.predict(photo)
+    assert [f.box for f in onnx_faces] == [f.box for f in torch_faces]
+    np.testing.assert_allclose([f.probs["classes"] for f in onnx_faces], [f.probs["classes"] for f in torch_faces],
+                               atol=1e-4)
+    both = facemask.load([runs["faces"], runs["faces"]], weights=[3, 1], engine="torch", tta="flip").predict(photo)
+    np.testing.assert_allclose([f.probs["classes"] for f in both], [f.probs["classes"] for f in torch_faces],
+                               atol=1e-5)  # the same run twice averages to itself
+    with pytest.raises(ConfigError, match="must agree on data.face_crop"):
+        facemask.load([runs["faces"], runs["whole"]])
+
+
+def test_onnx_engine_does_not_build_the_pytorch_model(runs, monkeypatch):
+    from facemask.inference.engines import load_engine
+
+    main(["export", str(runs["whole"])])
+    import facemask.models.factory as factory
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the PyTorch model was built")
+    monkeypatch.setattr(factory, "create_model", refuse)
+    assert load_engine(runs["whole"], "onnx").name == "onnx"
+    with pytest.raises(AssertionError, match="PyTorch model was built"):
+        load_engine(runs["whole"], "torch")
+
+
+def test_competition_submission_is_the_direct_computation_byte_for_byte(runs, demo_root, tmp_path):
+    """`facemask predict RUN --data eval/` pinned against an independent computation: decode each image with the
+    run's decoding, run the checkpoint's model, argmax, write ImageID,ans."""
+    for run in runs.values():
+        out = tmp_path / f"{run.name}.csv"
+        assert main(["predict", str(run), "--data", str(demo_root / "eval"), "--out", str(out), "-q",
+                     "--engine", "torch"]) == 0
+        state = torch.load(run / "best.pt", weights_only=True)
+        from facemask.config import config_from_dict
+
+        cfg = config_from_dict(state["config"])
+        cfg.model.pretrained = "none"
+        model = create_model(cfg.model)
+        model.load_state_dict(state["model"])
+        model.eval()
+        info = pd.read_csv(demo_root / "eval" / "info.csv", dtype=str)
+        images = torch.stack([torch.from_numpy(load_image(demo_root / "eval" / "images" / i,
+                                                          (cfg.data.height, cfg.data.width), decoding_of(cfg)))
+                              .permute(2, 0, 1) for i in info.ImageID])
+        with torch.no_grad():
+            answers = model(images).argmax(1).numpy()
+        expected = io.StringIO()
+        info.assign(ans=answers).to_csv(expected, index=False)
+        assert out.read_text() == expected.getvalue()
+
+
+def test_photos_mode_argument_errors_are_one_line(runs, demo_root, tmp_path, capsys):
+    cases = [
+        (["predict", str(tmp_path)], "is not a run folder"),
+        (["predict", str(runs["whole"])], "nothing to predict"),
+        (["predict", str(runs["whole"]), str(tmp_path / "missing.jpg")], "missing.jpg not found"),
+        (["predict", str(runs["whole"]), str(demo_root / "eval" / "images"), "--data", str(demo_root / "eval")],
+         "not both"),
+        (["predict", str(runs["whole"]), str(demo_root / "eval" / "images"), "--out", str(tmp_path / "x.txt")],
+         "writes .csv or .json"),
+    ]
+    for args, message in cases:
+        assert main(args + ["-q"]) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, (args, err)
