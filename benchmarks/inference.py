@@ -21,7 +21,8 @@ from facemask.models.factory import create_model  # noqa: E402
 
 
 def torch_variant(model, images, channels_last: bool, bf16: bool):
-    model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    """One prediction step of ``model`` in eval mode (BatchNorm with its running statistics, as predict runs it)."""
+    model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
     x = images.contiguous(memory_format=torch.channels_last) if channels_last else images.contiguous()
 
     @torch.inference_mode()

@@ -88,7 +88,7 @@ def main() -> None:
     _, table = read_eval(root / "eval")
     files = table["file"].tolist()[: args.images]
     cache = tempfile.mkdtemp()
-    model = create_model(load_config(None, ["model.pretrained=none"]).model)
+    model = create_model(load_config(None, ["model.pretrained=none"]).model).eval()  # as predict runs it
     settings = SETTINGS if bf16_supported() else {k: v for k, v in SETTINGS.items() if v[1] == "fp32"}
     print(f"efficientnet_lite0, batch {args.batch}, {cpu_count()} threads, CPU bf16: {bf16_supported()}")
     for size in args.sizes:

@@ -1,7 +1,11 @@
 """Time to quality: wall time and held-out macro F1 after each epoch for facemask's CPU recipe, against a
 baseline-style pipeline (same model, plain cross-entropy + Adam, full JPEG decode + resize every epoch, one
-loader worker, default layout), on the same training and validation people. Reports when facemask first reaches
-the macro F1 the baseline has after its last epoch, and the ratio of the two wall times (target <= 0.5).
+loader worker, default layout), on the same training and validation people, measured one after the other in one
+run and printed as two curves.
+
+The ratio, defined once: the target is the baseline's *best* validation macro F1 over its epochs; each side's time
+is the wall time, from the start of its training call (so caching and face detection are included), of its first
+epoch reaching the target; the ratio is facemask's time over the baseline's (target <= 0.5).
 
     python benchmarks/time_to_f1.py --data ../standin/train [--epochs 4] [--baseline-epochs 3] [--people 600]
 """
@@ -103,13 +107,24 @@ def main() -> None:
         a = f"{ours[i][0]:9.0f}  {ours[i][1]:.4f}" if i < len(ours) else " " * 17
         b = f"{base[i][0]:9.0f}  {base[i][1]:.4f}" if i < len(base) else ""
         print(f"{i + 1:5d}  {a:>26} | {b}")
-    target_time, target_f1 = base[-1]
-    reached = next((t for t, f1 in ours if f1 >= target_f1), None)
-    if reached is None:
-        print(f"facemask did not reach the baseline's {target_f1:.4f} in {args.epochs} epochs")
+    result = time_to_target(ours, base)
+    if result["facemask_seconds"] is None:
+        print(f"facemask did not reach the baseline's best {result['target']:.4f} in {args.epochs} epochs")
     else:
-        print(f"baseline macro F1 after {len(base)} epochs: {target_f1:.4f} in {target_time:.0f} s; facemask reached "
-              f"it in {reached:.0f} s: ratio {reached / target_time:.2f} (target <= 0.5)")
+        print(f"baseline's best validation macro F1 {result['target']:.4f}, first reached at its epoch "
+              f"{result['baseline_epoch']} after {result['baseline_seconds']:.0f} s; facemask reached it at epoch "
+              f"{result['facemask_epoch']} after {result['facemask_seconds']:.0f} s: ratio {result['ratio']:.2f} "
+              "(target <= 0.5)")
+
+
+def time_to_target(ours: list[tuple[float, float]], base: list[tuple[float, float]]) -> dict:
+    """The one definition of the ratio (see the module's docstring): curves are [(seconds, macro F1)] per epoch."""
+    target = max(f1 for _, f1 in base)
+    base_epoch, (base_time, _) = next((i, p) for i, p in enumerate(base, 1) if p[1] >= target)
+    reached = next(((i, t) for i, (t, f1) in enumerate(ours, 1) if f1 >= target), None)
+    return {"target": target, "baseline_epoch": base_epoch, "baseline_seconds": base_time,
+            "facemask_epoch": reached[0] if reached else None, "facemask_seconds": reached[1] if reached else None,
+            "ratio": reached[1] / base_time if reached else None}
 
 
 if __name__ == "__main__":

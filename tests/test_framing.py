@@ -194,13 +194,31 @@ def test_robustness_framings_have_the_promised_shapes(demo_root, tmp_path):
     assert sizes["original"] == (width, height)
     assert sizes["tight_face"][0] == sizes["tight_face"][1] == round(0.7 * width)
     assert sizes["aspect_1:1"] == (width, width) and sizes["aspect_4:3"] == (width, round(width * 3 / 4))
-    assert sizes["low_res"] == (round(width / 6), round(height / 6))
-    assert sizes["off_centre"] == sizes["jpeg_q30"] == (width, height)
-    q30 = load_image(render([photo], "jpeg_q30", tmp_path)[0]).astype(int)
-    assert 1 < np.abs(q30 - load_image(photo)).mean() < 20
+    assert sizes["low_res_1/12"] == (round(width / 12), round(height / 12))
+    assert sizes["corner"] == sizes["jpeg_q12"] == sizes["rotated_15"] == (width, height)
+    corner = load_image(render([photo], "corner", tmp_path)[0]).astype(int)
+    original = load_image(photo).astype(int)
+    small = np.asarray(Image.fromarray(original.astype(np.uint8)).resize((width // 2, height // 2), Image.BILINEAR))
+    assert np.abs(corner[height - height // 2:, width - width // 2:] - small).mean() < 6  # the face is in the corner
+    q12 = load_image(render([photo], "jpeg_q12", tmp_path)[0]).astype(int)
+    assert 1 < np.abs(q12 - original).mean() < 25
 
 
-def test_robustness_benchmark_scores_every_framing(tiny_config, demo_root, tmp_path, capsys):
+def test_coverage_says_which_framings_the_recipe_trains_on():
+    from facemask.config import load_config
+    from facemask.evaluation.robustness import FRAMINGS, coverage
+
+    robust = load_config(ROOT / "configs" / "cpu.yaml")
+    verdicts = {name: coverage(name, robust) for name in FRAMINGS}
+    assert verdicts["jpeg_q12"].startswith("outside") and "[30, 90]" in verdicts["jpeg_q12"]
+    assert verdicts["low_res_1/12"].startswith("outside") and verdicts["rotated_15"].startswith("outside")
+    assert verdicts["corner"].startswith("outside") and verdicts["tight_face"].startswith("inside")
+    wide = load_config(ROOT / "configs" / "cpu.yaml", ["aug.jpeg_quality=[10, 90]", "data.augment=flip,jpeg,affine",
+                                                       "aug.degrees=20"])
+    assert coverage("jpeg_q12", wide).startswith("inside") and coverage("rotated_15", wide).startswith("inside")
+
+
+def test_robustness_benchmark_scores_the_eval_people_in_every_framing(tiny_config, demo_root, tmp_path, capsys):
     from facemask.training.trainer import fit
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -209,12 +227,15 @@ def test_robustness_benchmark_scores_every_framing(tiny_config, demo_root, tmp_p
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     run = fit(tiny_config("data.resize=letterbox"))
-    table = robustness.main([str(run), "--out", str(tmp_path / "rob"), "--framings", "original,tight_face,low_res"])
-    assert list(table.framing) == ["original", "tight_face", "low_res"]
+    table = robustness.main([str(run), "--out", str(tmp_path / "rob"), "--framings", "original,tight_face,jpeg_q12",
+                             "--eval", str(demo_root / "eval"), "--answers", str(demo_root / "eval_answers.csv")])
+    assert list(table.framing) == ["original", "tight_face", "jpeg_q12"]
     assert table.mask_f1.between(0, 1).all() and table.loc[0, "mask_f1_change"] == 0
-    assert "worst mask-F1 change" in capsys.readouterr().out
+    assert table.training.iloc[2].startswith("outside")
+    out = capsys.readouterr().out
+    assert "worst mask-F1 change" in out and "42 photos of the eval people" in out
     saved = json.loads((tmp_path / "rob" / "robustness.json").read_text())
-    assert [row["framing"] for row in saved] == ["original", "tight_face", "low_res"]
+    assert [row["framing"] for row in saved] == ["original", "tight_face", "jpeg_q12"]
 
 
 def test_robustness_table_computes_f1_per_framing(tmp_path):

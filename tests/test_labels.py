@@ -27,3 +27,12 @@ def test_default_age_groups(age, expected):
 def test_age_thresholds_are_settings():
     assert age_group(58, (30, 58)) == 2 and age_group(57, (30, 58)) == 1
     assert age_group(np.array([20, 40, 70]), (25, 65)).tolist() == [0, 1, 2]
+
+
+def test_the_file_name_to_mask_table_is_the_competitions():
+    """Pinned: the demo generator reads the same table, so only this test notices a swap of incorrect/normal."""
+    from facemask.data.labels import IMAGE_STEMS, MASK_NAMES, MASK_OF_STEM
+
+    assert MASK_OF_STEM == {"mask1": 0, "mask2": 0, "mask3": 0, "mask4": 0, "mask5": 0, "incorrect_mask": 1,
+                            "normal": 2}
+    assert MASK_NAMES == ("wear", "incorrect", "not wear") and len(IMAGE_STEMS) == 7

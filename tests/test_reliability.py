@@ -36,13 +36,17 @@ TOOLBOX = ("aug.mixup_alpha=0.4", "aug.halfmix_p=0.5", "train.ema_decay=0.9", "d
            "sched.name=plateau", "sched.warmup_epochs=0.5", "data.augment=flip,colour,noise,erasing")
 
 
-@pytest.mark.parametrize("stop_at,options", [(3, ()), (6, ()), (4, TOOLBOX)])  # mid-epoch, epoch end (6 steps)
+@pytest.mark.parametrize("stop_at,options", [(3, ()), ("epoch_end", ()), (4, TOOLBOX)])
 def test_interrupted_then_resumed_equals_uninterrupted(tiny_config, stop_at, options):
     cfg = tiny_config("train.epochs=2", "data.batch_size=12", "data.augment=flip", *options)
     straight = fit(cfg)
+    split = pd.read_csv(straight / "split.csv")
+    steps_per_epoch = 7 * int((split.side == "train").sum()) // 12  # 7 photos a person, whole batches of 12
+    stop = steps_per_epoch if stop_at == "epoch_end" else stop_at
+    assert stop < steps_per_epoch or stop_at == "epoch_end"
 
     def interrupt(step):
-        if step == stop_at:
+        if step == stop:
             os.kill(os.getpid(), signal.SIGINT)  # a real signal, delivered at a chosen step
 
     with pytest.raises(TrainingInterrupted) as info:
@@ -50,8 +54,10 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_config, stop_at, opt
     run = info.value.run_dir
     assert "--resume" in str(info.value)
     saved = torch.load(run / "last.pt", weights_only=True)
-    if saved["progress"] is not None:
-        assert saved["progress"]["step"] == stop_at
+    if stop_at == "epoch_end":  # the epoch finished, was validated and saved whole: nothing partial to resume
+        assert saved["progress"] is None and saved["epoch"] == 1 and len(saved["rows"]) == 1
+    else:
+        assert saved["progress"]["step"] == stop and saved["epoch"] == 0
     resumed = fit(resume=run)
     assert resumed == run
     _same_run(straight, resumed)

@@ -16,22 +16,32 @@ from facemask.training.trainer import fit
 
 
 def test_two_process_gloo_run_matches_single_process_evaluation(demo_root, tmp_path):
+    """2 gloo processes, with an EMA chosen as best.pt: the validation figures logged during training (model and
+    EMA) equal a single-process `facemask eval` of the saved checkpoints on the same people."""
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [str(torchrun), "--nproc_per_node=2", "--master_port=29517", "-m", "facemask", "train",
          "-c", "configs/tiny.yaml", f"data.root={demo_root / 'train'}", f"train.output_dir={tmp_path / 'runs'}",
-         f"data.cache_dir={tmp_path / 'cache'}", "data.val_fraction=0.34", "train.epochs=2",
-         "data.sampler=weighted"], capture_output=True, text=True, timeout=300, env=env)
+         f"data.cache_dir={tmp_path / 'cache'}", "data.val_fraction=0.34", "train.epochs=3",
+         "data.sampler=weighted", "train.ema_decay=0.5", "train.select_metric=ema_val_macro_f1"],
+        capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = list((tmp_path / "runs").iterdir())  # one run folder, written by rank 0 only
     metrics = pd.read_csv(run / "metrics.csv")
-    assert metrics.epoch.tolist() == [1, 2]
-    during = json.loads((run / "eval.json").read_text())
-    after = evaluate_run(run, progress=False)  # one process, the saved best.pt, the same validation people
+    assert metrics.epoch.tolist() == [1, 2, 3]
+    assert metrics.val_macro_f1.max() > 0.1 and metrics.ema_val_macro_f1.max() > 0.1  # a model that learned
+    during = json.loads((run / "eval.json").read_text())  # the EMA's figures at the best epoch
+    after = evaluate_run(run, progress=False)  # one process, the saved best.pt (the EMA), the same people
     for key in ("macro_f1", "accuracy", "mask_f1", "gender_f1", "age_f1", "count"):
         assert after[key] == pytest.approx(during[key], abs=1e-9), key
     assert after["loss"] == pytest.approx(during["loss"], rel=1e-5)
+    best_row = metrics.loc[metrics.epoch == during["epoch"]].iloc[0]
+    assert after["loss"] == pytest.approx(best_row.ema_val_loss, rel=1e-5)
+    last = evaluate_run(run, checkpoint="last.pt", progress=False)  # the raw model after the last epoch
+    for key in ("macro_f1", "accuracy", "mask_f1", "gender_f1", "age_f1"):
+        assert last[key] == pytest.approx(metrics[f"val_{key}"].iloc[-1], abs=1e-9), key
+    assert last["loss"] == pytest.approx(metrics.val_loss.iloc[-1], rel=1e-5)
     assert during["count"] == len(pd.read_csv(run / "val_predictions.csv"))  # no padded duplicates
 
 

@@ -236,6 +236,7 @@ def make_demo_dataset(out: str | Path, people: int = 300, eval_fraction: float =
         for stem, name, label in written:
             image_id = hashlib.sha1(f"{seed}/{folder}/{stem}".encode()).hexdigest() + Path(name).suffix
             eval_rows.append((image_id, label, Path(jobs[i][4]) / name))
+    (out / "train" / "images").mkdir(parents=True, exist_ok=True)
     pd.DataFrame(train_rows, columns=["id", "gender", "race", "age", "path"]).to_csv(
         out / "train" / "train.csv", index=False)
     if eval_rows:

@@ -1,10 +1,12 @@
-"""Robustness to framing: a run's validation people re-rendered as photos framed unlike the competition's, scored
-with the full prediction path (decoding, face crop, letterbox, TTA), so a change is judged by how much it narrows
-the spread between framings (``benchmarks/robustness.py``).
+"""Robustness to framing: photos re-rendered as if taken otherwise, scored with the run's full prediction path
+(decoding, face crop, letterbox, TTA), so that a change is judged by how much it narrows the spread between
+framings (``benchmarks/robustness.py``). Score people no checkpoint choice has seen (the eval people).
 
 The framings are made from the photos themselves, assuming the competition's framing: one person, face centred
 horizontally at about 45% of the height and about 62% of the photo's width wide (no face detector is involved, so
-the check does not depend on the face-crop step it helps to judge).
+the check does not depend on the face-crop step it helps to judge). Most of them lie outside what a framing-robust
+recipe trains on (JPEG quality 12, 1/12 resolution, a face in a corner where the face-crop fallback is wrong,
+rotations); :func:`coverage` says, for a given run, which lie inside its training augmentation.
 """
 from __future__ import annotations
 
@@ -16,33 +18,40 @@ import pandas as pd
 from PIL import Image
 from sklearn.metrics import f1_score
 
+from facemask.config import Config
 from facemask.data.images import load_image
 from facemask.data.labels import MASK_NAMES, attribute_of
+from facemask.data.transforms import preset_names
 from facemask.evaluation.metrics import macro_f1
 
 FACE_CENTRE = (0.5, 0.45)  # face centre (x, y) as fractions of the competition photo's width and height
+FACE_WIDTH = 0.62  # face width as a fraction of the competition photo's width (the stand-in's and the demo's)
+LOW_RES = 12  # the low-resolution framing keeps 1/LOW_RES of each side
+JPEG_QUALITY = 12
+ROTATION = 15  # degrees, alternating left and right
 
-Framing = Callable[[Image.Image], Image.Image]
+Framing = Callable[[Image.Image, int], Image.Image]  # (photo, index) -> re-framed photo
 
 
-def _tight(img: Image.Image) -> Image.Image:
+def _tight(img: Image.Image, index: int) -> Image.Image:
     """A square face crop (70% of the width), as face datasets and phone face crops frame them."""
     side = round(0.7 * img.width)
     left, top = round(FACE_CENTRE[0] * img.width - side / 2), round(FACE_CENTRE[1] * img.height - side / 2)
     return img.crop((left, top, left + side, top + side))
 
 
-def _off_centre(img: Image.Image) -> Image.Image:
-    """Zoomed out to 60% and moved to the upper left, the rest of the frame continuing the photo's edges."""
-    small = np.asarray(img.resize((round(img.width * 0.6), round(img.height * 0.6)), Image.BILINEAR))
-    top, left = round(0.08 * img.height), 0
-    bottom, right = img.height - top - small.shape[0], img.width - left - small.shape[1]
+def _corner(img: Image.Image, index: int) -> Image.Image:
+    """Zoomed out to half size and moved to the lower right corner, the rest of the frame continuing the photo's
+    edges: the face is far from where the face-crop fallback (and a centre crop) looks for it."""
+    small = np.asarray(img.resize((round(img.width * 0.5), round(img.height * 0.5)), Image.BILINEAR))
+    bottom, right = 0, 0
+    top, left = img.height - small.shape[0], img.width - small.shape[1]
     return Image.fromarray(np.pad(small, ((top, bottom), (left, right), (0, 0)), mode="edge"))
 
 
 def _aspect(width: float, height: float) -> Framing:
     """The largest crop of that aspect ratio (width:height) around the face: 1:1 and 4:3 landscape photos."""
-    def framing(img: Image.Image) -> Image.Image:
+    def framing(img: Image.Image, index: int) -> Image.Image:
         w = round(min(img.width, img.height * width / height))
         h = round(w * height / width)
         left = round(FACE_CENTRE[0] * img.width - w / 2)
@@ -51,21 +60,67 @@ def _aspect(width: float, height: float) -> Framing:
     return framing
 
 
-def _low_resolution(img: Image.Image) -> Image.Image:
-    """One sixth of the resolution (64x85 for a 384x512 photo)."""
-    return img.resize((max(8, round(img.width / 6)), max(8, round(img.height / 6))), Image.BILINEAR)
+def _low_resolution(img: Image.Image, index: int) -> Image.Image:
+    """1/LOW_RES of the resolution (32x43 for a 384x512 photo)."""
+    return img.resize((max(8, round(img.width / LOW_RES)), max(8, round(img.height / LOW_RES))), Image.BILINEAR)
 
 
-# name -> (how the photo is re-framed, JPEG quality it is saved with)
+def _rotated(img: Image.Image, index: int) -> Image.Image:
+    """Rotated by ROTATION degrees about the face, left or right by turns (a tilted head or camera)."""
+    angle = ROTATION if index % 2 == 0 else -ROTATION
+    centre = (FACE_CENTRE[0] * img.width, FACE_CENTRE[1] * img.height)
+    return img.rotate(angle, resample=Image.BILINEAR, center=centre, fillcolor=(128, 128, 128))
+
+
+# name -> (how the photo is re-framed, JPEG quality it is saved with; 0 = the original file itself)
 FRAMINGS: dict[str, tuple[Framing, int]] = {
-    "original": (lambda img: img, 0),  # 0 = the original file itself
+    "original": (lambda img, i: img, 0),
     "tight_face": (_tight, 95),
-    "off_centre": (_off_centre, 95),
+    "corner": (_corner, 95),
     "aspect_1:1": (_aspect(1, 1), 95),
     "aspect_4:3": (_aspect(4, 3), 95),
-    "low_res": (_low_resolution, 95),
-    "jpeg_q30": (lambda img: img, 30),
+    f"low_res_1/{LOW_RES}": (_low_resolution, 95),
+    f"jpeg_q{JPEG_QUALITY}": (lambda img, i: img, JPEG_QUALITY),
+    f"rotated_{ROTATION}": (_rotated, 95),
 }
+
+
+def coverage(framing: str, cfg: Config) -> str:
+    """Whether ``framing`` lies inside the run's training augmentation: "inside", "outside" or "n/a", with why."""
+    presets, aug, data = preset_names(cfg.data.augment), cfg.aug, cfg.data
+    face = data.face_crop != "none"
+    if framing == "original":
+        return "n/a: the competition's framing"
+    if framing.startswith("jpeg_q"):
+        if "jpeg" in presets and aug.jpeg_quality[0] <= JPEG_QUALITY:
+            return f"inside: jpeg preset, quality {aug.jpeg_quality}"
+        return f"outside: quality {JPEG_QUALITY}" + (f" below the jpeg preset's {aug.jpeg_quality}" if "jpeg" in
+                                                      presets else ", no jpeg preset")
+    if framing.startswith("low_res"):
+        # how much of the network input's detail the photo still has: the face crop (or the whole photo) in photo
+        # pixels over the input's width, at 1/LOW_RES of the original 384 px width
+        crop = 384 / LOW_RES * (FACE_WIDTH * (1 + 2 * data.face_margin) if face else 1.0)
+        factor = min(1.0, crop / data.width)
+        if "lowres" in presets and aug.lowres_factor[0] <= factor:
+            return f"inside: lowres preset {aug.lowres_factor} covers a factor of {factor:.2f}"
+        return f"outside: a factor of {factor:.2f}" + (f" below the lowres preset's {aug.lowres_factor}" if "lowres"
+                                                        in presets else ", no lowres preset")
+    if framing.startswith("rotated"):
+        if "affine" in presets and aug.degrees >= ROTATION:
+            return f"inside: affine preset, {aug.degrees} degrees"
+        return f"outside: {ROTATION} degrees" + (f" beyond the affine preset's {aug.degrees}" if "affine" in presets
+                                                 else ", no rotation in training")
+    if framing == "corner":
+        if face:
+            return "outside where the detector misses the face: the fallback crop assumes a centred face"
+        reach = aug.framing_translate if "framing" in presets else 0.0
+        return "inside: framing preset" if reach >= 0.25 and aug.framing_scale[0] <= 0.5 else \
+            "outside: a shift of 25% and zoom 0.5 beyond the framing preset"
+    if face:
+        return "inside: the face crop frames the face alike (when it is found)"
+    if "framing" in presets or "resized_crop" in presets:
+        return "partly: framing / resized_crop presets"
+    return "outside: no framing augmentation"
 
 
 def render(files: Sequence[str], framing: str, out_dir: str | Path) -> list[str]:
@@ -73,13 +128,13 @@ def render(files: Sequence[str], framing: str, out_dir: str | Path) -> list[str]
     reframe, quality = FRAMINGS[framing]
     if not quality:
         return list(files)
-    out_dir = Path(out_dir) / framing.replace(":", "x")
+    out_dir = Path(out_dir) / framing.replace(":", "x").replace("/", "_")
     out_dir.mkdir(parents=True, exist_ok=True)
     rendered = []
     for i, file in enumerate(files):
         target = out_dir / f"{i:06d}.jpg"
         if not target.exists():
-            image = reframe(Image.fromarray(load_image(file)))
+            image = reframe(Image.fromarray(load_image(file)), i)
             tmp = target.with_name(f".{target.name}.tmp")
             image.save(tmp, format="JPEG", quality=quality)
             tmp.replace(target)
@@ -96,9 +151,10 @@ def framing_scores(labels: np.ndarray, predictions: np.ndarray) -> dict[str, flo
 
 
 def robustness_table(predict: Callable[[list[str]], np.ndarray], files: Sequence[str], labels: Sequence[int],
-                     out_dir: str | Path, framings: Sequence[str] = tuple(FRAMINGS)) -> pd.DataFrame:
-    """One row per framing: macro F1, mask F1 and the mask-F1 change from the original framing.
-    ``predict(files)`` returns predicted labels."""
+                     out_dir: str | Path, framings: Sequence[str] = tuple(FRAMINGS),
+                     cfg: Config | None = None) -> pd.DataFrame:
+    """One row per framing: macro F1, mask F1, the mask-F1 change from the original framing and (with the run's
+    ``cfg``) whether the framing lies inside its training augmentation. ``predict(files)`` returns labels."""
     labels = np.asarray(labels)
     rows = []
     for name in framings:
@@ -108,4 +164,6 @@ def robustness_table(predict: Callable[[list[str]], np.ndarray], files: Sequence
     reference = table.loc[table.framing == "original", "mask_f1"]
     if len(reference):
         table["mask_f1_change"] = table["mask_f1"] - reference.iloc[0]
+    if cfg is not None:
+        table["training"] = [coverage(name, cfg) for name in table.framing]
     return table

@@ -1,0 +1,29 @@
+"""The benchmarks' own definitions: what they compare must be like with like."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import inference  # noqa: E402
+import time_to_f1  # noqa: E402
+
+from facemask.config import ModelConfig  # noqa: E402
+from facemask.models.factory import create_model  # noqa: E402
+
+
+def test_the_prediction_compute_limit_runs_the_model_in_eval_mode():
+    model = create_model(ModelConfig(name="test_efficientnet", pretrained="none")).train()
+    step = inference.torch_variant(model, torch.zeros(2, 3, 32, 24), channels_last=True, bf16=False)
+    step()
+    assert model.training is False  # BatchNorm with running statistics, as facemask predict runs it
+
+
+def test_time_to_quality_targets_the_baselines_best_epoch_not_its_last():
+    base = [(100.0, 0.30), (200.0, 0.39), (300.0, 0.37)]  # the baseline dips in its last epoch
+    ours = [(110.0, 0.23), (190.0, 0.31), (270.0, 0.53)]
+    result = time_to_f1.time_to_target(ours, base)
+    assert result["target"] == 0.39 and result["baseline_epoch"] == 2 and result["baseline_seconds"] == 200.0
+    assert result["facemask_epoch"] == 3 and result["ratio"] == pytest.approx(270 / 200)
+    assert time_to_f1.time_to_target([(50.0, 0.1)], base)["ratio"] is None
