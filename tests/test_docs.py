@@ -26,3 +26,26 @@ def test_every_option_is_documented_with_its_default():
 def test_readme_starts_with_the_two_commands():
     head = "\n".join(README.splitlines()[:15])
     assert "make demo" in head and "make test" in head
+
+
+def test_readme_has_predict_your_own_photos_and_serve_near_the_top():
+    headings = [line for line in README.splitlines() if line.startswith("## ")]
+    assert headings[:2] == ["## Predict your own photos", "## Serve"]
+    assert "import facemask" in README and "curl -F file=@photo.jpg" in README
+
+
+def test_version_help_defaults_and_flags_after_the_subcommand(capsys):
+    import pytest
+
+    from facemask import __version__
+    from facemask.cli import build_parser, main
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"facemask {__version__}"
+    args = build_parser().parse_args(["train", "-q", "-v", "train.epochs=1"])
+    assert args.quiet and args.verbose and args.overrides == ["train.epochs=1"]
+    assert build_parser().parse_args(["-v", "eval", "run"]).verbose
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    assert "(default: auto)" in capsys.readouterr().out

@@ -154,4 +154,7 @@ def test_ensemble_search_cli(two_runs, tmp_path, capsys):
     assert result["gain_over_best_single"] == pytest.approx(result["ensemble_macro_f1"] -
                                                             max(result["single_macro_f1"]))
     assert result["gain_over_best_single"] >= 0
-    assert "gain over the best single run" in capsys.readouterr().out
+    assert len(result["cv_gains"]) == 2 and result["cv_gain"] == pytest.approx(np.mean(result["cv_gains"]))
+    assert sum(result["cv_people"]) == result["people"]  # the halves split people, not images
+    out = capsys.readouterr().out
+    assert "in-sample gain over the best single run" in out and "cross-validated gain" in out

@@ -25,3 +25,13 @@ def test_macro_f1_with_absent_classes_matches_sklearn_default():
     assert metrics["f1_per_class"]["wear/male/<30"] == f1_score(y_true, y_pred, labels=[0], average=None)[0]
     assert len(metrics["f1_per_class"]) == 18
     assert metrics["support_per_class"]["not wear/female/>=60"] == 2
+
+
+def test_the_classes_macro_f1_averages_are_named():
+    y_true = np.array([0, 0, 1, 1, 17])
+    y_pred = np.array([0, 1, 1, 1, 3])
+    metrics = classification_metrics(y_true, y_pred)
+    from facemask.data.labels import CLASS_NAMES
+
+    assert metrics["averaged_classes"] == [CLASS_NAMES[i] for i in (0, 1, 3, 17)]
+    assert metrics["macro_f1"] == f1_score(y_true, y_pred, labels=[0, 1, 3, 17], average="macro")
