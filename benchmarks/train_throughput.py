@@ -20,6 +20,8 @@ With --loader-grid it also measures (b) for each split of the CPU between DataLo
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 import tempfile
 import time
@@ -36,7 +38,7 @@ from _common import bf16_supported, images_per_second  # noqa: E402
 from facemask.config import load_config  # noqa: E402
 from facemask.data.demo import make_demo_dataset  # noqa: E402
 from facemask.data.layout import read_train  # noqa: E402
-from facemask.data.loaders import load_pixels, make_loader, resolve_workers  # noqa: E402
+from facemask.data.loaders import batch_augment, load_pixels, make_loader, resolve_workers  # noqa: E402
 from facemask.data.samplers import EpochSampler  # noqa: E402
 from facemask.data.transforms import build_transforms  # noqa: E402
 from facemask.io import cpu_count  # noqa: E402
@@ -75,21 +77,23 @@ def pipeline_rate(cfg, samples, batches: int) -> float:
     train_tf, _ = build_transforms(cfg.data.augment, cfg.aug)
     subset = samples.iloc[: batches * cfg.data.batch_size]
     sampler = EpochSampler(subset["label"].to_numpy(), 0, cfg.data.sampler)
+    device = torch.device("cpu")
+    augment = batch_augment(cfg, device)  # data.augment_mode=batch: the loop augments whole batches
     loader = make_loader(subset["file"], subset["label"], cfg, train_tf, pixels, list(range(len(subset))),
-                         sampler=sampler)
+                         sampler=sampler, defer_augment=augment is not None)
     model = create_model(cfg.model)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = create_optimizer(model, cfg.optim)
     loss_fn = create_loss(cfg.loss)
-    device = torch.device("cpu")
     for epoch in range(2):  # epoch 0 warms up kernels and workers
         progress = EpochProgress()
         sampler.set_epoch(epoch)
         start = time.perf_counter()
         train_one_epoch(model, loader, loss_fn=loss_fn, optimizer=optimizer, scheduler=None, device=device,
                         epoch=epoch, progress=progress, updates_per_epoch=len(loader),
-                        channels_last=cfg.train.channels_last, show_progress=False, precision=cfg.train.precision)
+                        channels_last=cfg.train.channels_last, show_progress=False, precision=cfg.train.precision,
+                        augment=augment)
         elapsed = time.perf_counter() - start
     return progress.seen / elapsed
 
@@ -147,6 +151,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=12, help="batches per measured epoch in (b) and (c)")
     parser.add_argument("--seconds", type=float, default=8.0, help="measuring time per setting in (a)")
     parser.add_argument("--augment", default="flip", help="augmentation presets used by (b)")
+    parser.add_argument("--augment-mode", default="per_image", choices=["per_image", "batch"],
+                        help="(b)'s data.augment_mode: torchvision per image, or vectorised per batch")
+    parser.add_argument("--config", help="take --augment's parameters (aug.*) from this recipe, e.g. configs/cpu.yaml")
     parser.add_argument("--loader-grid", action="store_true", help="also measure (b) for workers x threads")
     args = parser.parse_args()
     torch.set_num_threads(cpu_count())
@@ -155,11 +162,16 @@ def main() -> None:
         data = str(make_demo_dataset(Path(tempfile.mkdtemp()) / "demo", people=80, eval_fraction=0.0) / "train")
     samples = read_train(data).sample(frac=1.0, random_state=0).reset_index(drop=True)
     cache = tempfile.mkdtemp()
-    print(f"efficientnet_lite0, batch {args.batch}, {cpu_count()} threads, CPU bf16: {bf16_supported()}, data {data}")
+    print(f"efficientnet_lite0, batch {args.batch}, {cpu_count()} threads, CPU bf16: {bf16_supported()}, data {data}, "
+          f"augment {args.augment} ({args.augment_mode}" + (f", parameters of {args.config})" if args.config else ")"))
     for size in args.sizes:
         h, w = map(int, size.split("x"))
         base = ["model.pretrained=none", f"data.height={h}", f"data.width={w}", f"data.batch_size={args.batch}",
-                f"data.cache_dir={cache}", "train.progress=false", f"data.augment={args.augment}"]
+                f"data.cache_dir={cache}", "train.progress=false", f"data.augment={args.augment}",
+                f"data.augment_mode={args.augment_mode}"]
+        if args.config:  # the recipe's augmentation parameters, the benchmark's model and sizes
+            recipe = load_config(args.config)
+            base += [f"aug.{k}={json.dumps(v)}" for k, v in dataclasses.asdict(recipe.aug).items()]
         settings = {"default": (False, False), "channels-last": (True, False)}
         if bf16_supported():
             settings |= {"bf16": (False, True), "bf16 + channels-last": (True, True)}

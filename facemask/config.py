@@ -30,6 +30,7 @@ class DataConfig:
     face_fallback: float = 0.52  # face crop: face width assumed (centred) when none is found, x the shorter side
     augment: str = "flip"  # augmentation presets by name, comma-separated (see facemask.data.transforms.PRESETS)
     augment_on: str = "auto"  # auto (device on a GPU) | loader | device: where training augmentation runs
+    augment_mode: str = "per_image"  # per_image (torchvision, one at a time) | batch (vectorised, per-image seeds)
     sampler: str = "none"  # none | weighted (inverse class frequency) | imbalanced (equal count per class)
     train_age_thresholds: list[int] | None = None  # age groups for *training* labels (e.g. [30, 58]); eval: true rule
     drop_ages: list[int] = field(default_factory=list)  # ages left out of training (e.g. [27, 28, 29, 57, 58, 59])

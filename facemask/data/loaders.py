@@ -25,6 +25,7 @@ def resolve_workers(cfg: DataConfig) -> int:
 
 
 AUGMENT_ON = ("auto", "loader", "device")
+AUGMENT_MODES = ("per_image", "batch")
 
 
 def augment_on_device(cfg: DataConfig, device: torch.device) -> bool:
@@ -32,6 +33,25 @@ def augment_on_device(cfg: DataConfig, device: torch.device) -> bool:
     if cfg.augment_on not in AUGMENT_ON:
         raise ConfigError(f"unknown option data.augment_on={cfg.augment_on!r} (known: {', '.join(AUGMENT_ON)})")
     return cfg.augment_on == "device" or (cfg.augment_on == "auto" and device.type == "cuda")
+
+
+def batch_augment(cfg: Config, device: torch.device):
+    """The training loop's ``augment(images, seeds)``, or None when the loader augments each image itself:
+    ``data.augment_mode=batch`` (vectorised presets, any device), or per-image presets on the device."""
+    if cfg.data.augment_mode not in AUGMENT_MODES:
+        raise ConfigError(f"unknown option data.augment_mode={cfg.data.augment_mode!r} "
+                          f"(known: {', '.join(AUGMENT_MODES)})")
+    if cfg.data.augment_mode == "batch":
+        from facemask.data.batch_transforms import BatchAugment
+
+        return BatchAugment(cfg.data.augment, cfg.aug)
+    if augment_on_device(cfg.data, device):
+        from facemask.data.dataset import augment_batch
+        from facemask.data.transforms import build_transforms
+
+        transform = build_transforms(cfg.data.augment, cfg.aug)[0]
+        return lambda images, seeds: augment_batch(transform, images, seeds)
+    return None
 
 
 def image_size(cfg: DataConfig) -> tuple[int, int]:

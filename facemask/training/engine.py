@@ -10,7 +10,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from facemask.data.dataset import augment_batch
 from facemask.errors import FacemaskError
 from facemask.evaluation.metrics import classification_metrics
 from facemask.models.runtime import autocast, to_device
@@ -62,10 +61,12 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, *, loss_fn: nn.Module,
                     updates_per_epoch: int, channels_last: bool = True, show_progress: bool = True,
                     should_stop: Callable[[], bool] = lambda: False,
                     on_step: Callable[[int], None] | None = None, mixer=None, ema=None,
-                    precision: str = "fp32", augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> bool:
+                    precision: str = "fp32",
+                    augment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> bool:
     """Continue ``progress`` through ``loader`` (which starts at batch ``progress.step``); True when the epoch is
     complete, False when ``should_stop()`` ended it early. The scheduler is stepped per iteration. With
-    ``augment``, the loader yields (images, labels, seeds) and the batch is augmented on the device."""
+    ``augment(images, seeds)``, the loader yields (images, labels, seeds) and the batch is augmented on the device,
+    each image from its own seed."""
     model.train()
     if progress.step == 0:
         progress.lr = optimizer.param_groups[0]["lr"]
@@ -76,7 +77,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, *, loss_fn: nn.Module,
                initial=progress.step, total=progress.step + len(loader))
     for images, labels, *seeds in bar:
         if augment is not None:
-            images = augment_batch(augment, images.to(device, non_blocking=True), seeds[0])
+            images = augment(images.to(device, non_blocking=True), seeds[0])
         images = to_device(images, device, channels_last)
         labels = labels.to(device, non_blocking=True)
         targets = labels

@@ -29,7 +29,7 @@ from facemask.config import Config
 from facemask.data.corrections import load_samples, training_labels
 from facemask.data.faces import trust_detector
 from facemask.data.images import cache_faces
-from facemask.data.loaders import augment_on_device, decoding_of, load_pixels, make_loader
+from facemask.data.loaders import augment_on_device, batch_augment, decoding_of, load_pixels, make_loader
 from facemask.data.samplers import EpochSampler
 from facemask.data.split import kfold_by_person, split_by_person
 from facemask.data.transforms import build_transforms
@@ -130,6 +130,7 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(f"option data.corrections: file {cfg.data.corrections} does not exist")
     build_transforms(cfg.data.augment, cfg.aug)
     augment_on_device(cfg.data, torch.device("cpu"))  # validates data.augment_on
+    batch_augment(cfg, torch.device("cpu"))  # validates data.augment_mode and the batch presets' parameters
     decoding_of(cfg)  # data.resize, data.face_* and the face detector itself (dlib installed?)
     EpochSampler([0], 0, cfg.data.sampler)
     create_loss(cfg.loss, multihead=cfg.model.head == "multi")
@@ -283,8 +284,7 @@ class Loaders:
     sampler: EpochSampler
     val: Any
     val_rows: np.ndarray  # this rank's share of the validation table
-    train_transform: Any  # applied on the device when augment_on_device, else inside the loader
-    on_device: bool
+    augment: Any  # augment(images, seeds) in the training loop, or None when the loader augments
 
 
 def build_loaders(cfg: Config, data: RunData, train_df: pd.DataFrame, device: torch.device, ddp: Dist) -> Loaders:
@@ -292,16 +292,16 @@ def build_loaders(cfg: Config, data: RunData, train_df: pd.DataFrame, device: to
     train_tf, eval_tf = build_transforms(cfg.data.augment, cfg.aug)
     pin = device.type == "cuda"
     sampler = EpochSampler(train_df["label"].to_numpy(), cfg.train.seed, cfg.data.sampler, ddp.world, ddp.rank)
-    on_device = augment_on_device(cfg.data, device)
+    augment = batch_augment(cfg, device)
     train_loader = make_loader(train_df["file"], train_df["label"], cfg, train_tf, data.pixels,
                                [row_of[f] for f in train_df["file"]], sampler=sampler, pin_memory=pin,
-                               defer_augment=on_device)
+                               defer_augment=augment is not None)
     val_rows = shard(len(data.val), ddp)  # this rank's share of validation, gathered back in order
     val_part = data.val.iloc[val_rows]
     val_loader = make_loader(val_part["file"], val_part["label"], cfg, eval_tf, data.pixels,
                              [row_of[f] for f in val_part["file"]], batch_size=cfg.data.batch_size * 2,
                              pin_memory=pin)
-    return Loaders(train_loader, sampler, val_loader, val_rows, train_tf, on_device)
+    return Loaders(train_loader, sampler, val_loader, val_rows, augment)
 
 
 @dataclass
@@ -388,7 +388,7 @@ def _train(cfg: Config, checkpoint: dict | None, run: Run, data: RunData, model:
             device=device, epoch=epoch, progress=progress, updates_per_epoch=updates_per_epoch,
             channels_last=cfg.train.channels_last, show_progress=cfg.train.progress and ddp.main,
             should_stop=should_stop, on_step=on_step, mixer=opt.mixer, ema=opt.ema, precision=cfg.train.precision,
-            augment=loaders.train_transform if loaders.on_device else None)
+            augment=loaders.augment)
         if not complete:
             save_last(progress)
             raise TrainingInterrupted(run.path, stop.signum or signal.SIGINT, epoch, progress.step)

@@ -1,0 +1,327 @@
+"""Augmentation of a whole uint8 batch at once (``data.augment_mode=batch``): the same presets as
+facemask.data.transforms, written as vectorised tensor operations with one set of parameters per image.
+
+Each image draws its parameters from its own seed (the sampler's per-sample seed), so the result depends only on
+the image and its seed: not on the batch it is in, the device, the workers or a resumption. The work per batch is
+a handful of tensor operations (a 3x3 colour matrix per image for the hue, one ``grid_sample`` for the geometry,
+one grouped convolution for the blur) instead of a chain of per-image transforms, which is what lets training run
+at the model's own speed with a framing-robust recipe (``benchmarks/train_throughput.py --augment-mode batch``).
+JPEG re-encoding and the resolution drop are done per selected image (they change sizes or leave the tensor).
+
+Written by hand: torchvision's v2 transforms draw one set of parameters for a whole batch, and Kornia (which does
+per-sample parameters) would be a new dependency with its own random streams that cannot be seeded per sample.
+"""
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from facemask.config import AugConfig
+from facemask.data.images import FILL
+from facemask.data.transforms import preset_names
+from facemask.errors import ConfigError
+
+# RGB <-> YIQ: a hue shift is a rotation of the (I, Q) plane, so it is one 3x3 matrix per image.
+_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
+_YIQ_INV = torch.linalg.inv(_YIQ)
+_GREY = torch.tensor([0.299, 0.587, 0.114])
+
+
+class BatchPreset(ABC):
+    """One preset: ``draw(rng)`` gives one image's parameters (a tuple of floats), ``apply(x, params)`` transforms a
+    float batch (N, 3, H, W) in 0..255 with the stacked parameters (N, k)."""
+
+    @abstractmethod
+    def draw(self, rng: np.random.Generator) -> tuple[float, ...]:
+        """One image's parameters."""
+
+    @abstractmethod
+    def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """The batch transformed, image i with params[i]."""
+
+
+class Flip(BatchPreset):
+    def __init__(self, aug: AugConfig):
+        self.p = aug.flip_p
+
+    def draw(self, rng):
+        return (float(rng.random() < self.p),)
+
+    def apply(self, x, params):
+        chosen = params[:, 0].nonzero().flatten().to(x.device)
+        if len(chosen):
+            x[chosen] = x[chosen].flip(-1)
+        return x
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    return (x * _GREY.to(x).view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+
+class Colour(BatchPreset):
+    """Brightness, contrast, saturation and hue, in that order, each with its factor drawn per image.
+
+    All four are linear in the pixel values, so they fold into one 3x3 matrix and one grey offset per image and
+    cost one batched matrix product: brightness b scales, contrast c pulls towards the image's mean grey,
+    saturation s towards each pixel's grey, and hue h rotates the (I, Q) plane of YIQ by h turns. (torchvision
+    clamps to 0..255 after each step; here the result is clamped once.)"""
+
+    def __init__(self, aug: AugConfig, brightness=None, contrast=None, saturation=None, hue=None):
+        self.b = aug.brightness if brightness is None else brightness
+        self.c = aug.contrast if contrast is None else contrast
+        self.s = aug.saturation if saturation is None else saturation
+        self.h = aug.hue if hue is None else hue
+
+    def draw(self, rng):
+        def factor(width):
+            return float(rng.uniform(max(0.0, 1 - width), 1 + width)) if width else 1.0
+        return factor(self.b), factor(self.c), factor(self.s), float(rng.uniform(-self.h, self.h)) if self.h else 0.0
+
+    def apply(self, x, params):
+        n = len(x)
+        b, c, s, h = (params[:, i].double() for i in range(4))
+        grey = _GREY.double()
+        saturation = s[:, None, None] * torch.eye(3, dtype=torch.float64) + \
+            (1 - s)[:, None, None] * torch.ones(3, 1, dtype=torch.float64) @ grey[None]
+        angle = h * 2 * math.pi
+        rotation = torch.zeros(n, 3, 3, dtype=torch.float64)
+        rotation[:, 0, 0] = 1
+        rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = \
+            angle.cos(), -angle.sin(), angle.sin(), angle.cos()
+        matrix = (b * c)[:, None, None] * (_YIQ_INV @ rotation @ _YIQ) @ saturation  # (N, 3, 3)
+        flat = x.reshape(n, 3, -1)
+        offset = ((1 - c) * b).to(x)[:, None, None] * (_GREY.to(x)[None, :, None] * flat).sum(1, keepdim=True).mean(
+            2, keepdim=True)  # (1 - c) x the mean grey after brightness, the same in the three channels
+        out = torch.baddbmm(offset.expand(n, 3, 1), matrix.to(x), flat)
+        return out.reshape(x.shape).clamp_(0, 255)
+
+
+class Temperature(BatchPreset):
+    def __init__(self, aug: AugConfig):
+        self.strength = aug.temperature
+
+    def draw(self, rng):
+        return (float(rng.uniform(-self.strength, self.strength)),)
+
+    def apply(self, x, params):
+        t = params[:, 0].to(x)
+        gains = torch.stack([1 + t, torch.ones_like(t), 1 - t], 1)[:, :, None, None]
+        return x.mul_(gains).clamp_(0, 255)
+
+
+class Geometry(BatchPreset):
+    """Rotation, scale, shear and shift about the centre, grey (FILL) beyond the photo: ``framing``, ``affine`` and
+    ``resized_crop`` are all one affine map per image, applied with one ``grid_sample``."""
+
+    def __init__(self, degrees=0.0, translate=0.0, scale=(1.0, 1.0), shear=0.0, crop_scale=None, crop_ratio=None):
+        self.degrees, self.translate, self.scale, self.shear = degrees, translate, tuple(scale), shear
+        self.crop_scale, self.crop_ratio = crop_scale, crop_ratio
+
+    def draw(self, rng):
+        if self.crop_scale is not None:  # resized_crop: area fraction and aspect of the kept part, stretched back
+            area = rng.uniform(*self.crop_scale)
+            ratio = math.exp(rng.uniform(math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])))
+            sx, sy = min(1.0, math.sqrt(area * ratio)), min(1.0, math.sqrt(area / ratio))
+            cx, cy = rng.uniform(-(1 - sx), 1 - sx), rng.uniform(-(1 - sy), 1 - sy)  # the kept part's centre
+            return 0.0, 1 / sx, 1 / sy, 0.0, float(-cx / sx), float(-cy / sy)
+        angle = rng.uniform(-self.degrees, self.degrees) if self.degrees else 0.0
+        zoom = rng.uniform(*self.scale)
+        shear = rng.uniform(-self.shear, self.shear) if self.shear else 0.0
+        tx = rng.uniform(-self.translate, self.translate) * 2 if self.translate else 0.0
+        ty = rng.uniform(-self.translate, self.translate) * 2 if self.translate else 0.0
+        return float(angle), float(zoom), float(zoom), float(shear), float(tx), float(ty)
+
+    def apply(self, x, params):
+        n, _, h, w = x.shape
+        angle, zx, zy, shear = (params[:, i].double() for i in range(4))
+        tx, ty = params[:, 4].double(), params[:, 5].double()
+        a, s = torch.deg2rad(angle), torch.deg2rad(shear)
+        # forward map (output = A @ input) in normalised coordinates with the aspect ratio taken into account
+        forward = torch.zeros(n, 3, 3, dtype=torch.float64)
+        forward[:, 0, 0] = zx * torch.cos(a)
+        forward[:, 0, 1] = zx * (-torch.sin(a) + torch.tan(s) * torch.cos(a)) * h / w
+        forward[:, 1, 0] = zy * torch.sin(a) * w / h
+        forward[:, 1, 1] = zy * (torch.cos(a) + torch.tan(s) * torch.sin(a))
+        forward[:, 0, 2], forward[:, 1, 2], forward[:, 2, 2] = tx, ty, 1
+        theta = torch.linalg.inv(forward)[:, :2].to(x)  # grid_sample wants output -> input
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x - FILL, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + FILL
+
+
+class Blur(BatchPreset):
+    """Gaussian blur (5x5, like torchvision's preset), sigma drawn per image, with probability p."""
+
+    SIZE = 5
+
+    def __init__(self, aug: AugConfig):
+        self.p, self.sigma = aug.blur_p, tuple(aug.blur_sigma)
+
+    def draw(self, rng):
+        return float(rng.random() < self.p), float(rng.uniform(*self.sigma))
+
+    def apply(self, x, params):
+        on = params[:, 0].bool()
+        if not on.any():
+            return x
+        n, c, h, w = x.shape
+        radius = self.SIZE // 2
+        offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+        sigma = params[:, 1].to(x).clamp(min=1e-3)
+        kernel = torch.exp(-0.5 * (offsets[None] / sigma[:, None]) ** 2)
+        kernel = kernel / kernel.sum(1, keepdim=True)
+        identity = torch.zeros_like(kernel)
+        identity[:, radius] = 1
+        kernel = torch.where(on[:, None], kernel, identity).repeat_interleave(c, 0)  # (n*c, SIZE)
+        flat = F.pad(x.reshape(1, n * c, h, w), (radius, radius, radius, radius), mode="reflect")
+        flat = F.conv2d(flat, kernel[:, None, :, None], groups=n * c)
+        flat = F.conv2d(flat, kernel[:, None, None, :], groups=n * c)
+        return flat.reshape(n, c, h, w)
+
+
+class LowResolution(BatchPreset):
+    def __init__(self, aug: AugConfig):
+        factors = tuple(aug.lowres_factor)
+        if len(factors) != 2 or not 0 < factors[0] <= factors[1] <= 1:
+            raise ValueError(f"aug.lowres_factor must be [low, high] with 0 < low <= high <= 1, got {list(factors)}")
+        self.p, self.factors = aug.lowres_p, factors
+
+    def draw(self, rng):
+        return float(rng.random() < self.p), float(rng.uniform(*self.factors))
+
+    def apply(self, x, params):
+        out = x.clone()
+        h, w = x.shape[-2:]
+        for i in params[:, 0].nonzero().flatten().tolist():  # a few images per batch, each its own size
+            f = float(params[i, 1])
+            small = F.interpolate(x[i:i + 1], size=(max(4, round(h * f)), max(4, round(w * f))), mode="bilinear",
+                                  antialias=True, align_corners=False)
+            out[i:i + 1] = F.interpolate(small, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+        return out.clamp_(0, 255)
+
+
+class Jpeg(BatchPreset):
+    def __init__(self, aug: AugConfig):
+        low, high = aug.jpeg_quality
+        if not 1 <= low <= high <= 100:
+            raise ValueError(f"aug.jpeg_quality must be [low, high] within 1..100, got {aug.jpeg_quality}")
+        self.p, self.quality = aug.jpeg_p, (int(low), int(high))
+
+    def draw(self, rng):
+        return float(rng.random() < self.p), float(rng.integers(self.quality[0], self.quality[1] + 1))
+
+    def apply(self, x, params):
+        from torchvision.io import decode_jpeg, encode_jpeg
+
+        out = x.clone()
+        for i in params[:, 0].nonzero().flatten().tolist():
+            image = x[i].round().clamp(0, 255).to(torch.uint8).cpu()
+            out[i] = decode_jpeg(encode_jpeg(image, quality=int(params[i, 1]))).to(x)
+        return out
+
+
+class Noise(BatchPreset):
+    """Gaussian noise in 0..255 units; each image's noise comes from its own seed (drawn on the CPU)."""
+
+    def __init__(self, aug: AugConfig):
+        self.std = aug.noise_std
+
+    def draw(self, rng):
+        return (float(rng.integers(2**52)),)  # exact as a float64 parameter
+
+    def apply(self, x, params):
+        noise = torch.stack([torch.randn(x.shape[1:], generator=torch.Generator().manual_seed(int(seed)))
+                             for seed in params[:, 0].tolist()])
+        return (x + noise.to(x) * self.std).clamp_(0, 255)
+
+
+class Grayscale(BatchPreset):
+    def __init__(self, p: float):
+        self.p = p
+
+    def draw(self, rng):
+        return (float(rng.random() < self.p),)
+
+    def apply(self, x, params):
+        return torch.where(params[:, 0].bool()[:, None, None, None], _grey(x).expand_as(x), x)
+
+
+class Erasing(BatchPreset):
+    """Random erasing (value 0) of a rectangle of 2% to 33% of the image, aspect 0.3 to 3.3, with probability p."""
+
+    def __init__(self, aug: AugConfig):
+        self.p = aug.erasing_p
+
+    def draw(self, rng):
+        area, ratio = rng.uniform(0.02, 0.33), math.exp(rng.uniform(math.log(0.3), math.log(3.3)))
+        h, w = math.sqrt(area * ratio), math.sqrt(area / ratio)
+        return float(rng.random() < self.p), min(h, 1.0), min(w, 1.0), float(rng.random()), float(rng.random())
+
+    def apply(self, x, params):
+        _, _, h, w = x.shape
+        rows = torch.arange(h, device=x.device, dtype=x.dtype)[None, :, None] / h
+        cols = torch.arange(w, device=x.device, dtype=x.dtype)[None, None, :] / w
+        eh, ew = params[:, 1, None, None].to(x), params[:, 2, None, None].to(x)
+        top, left = params[:, 3, None, None].to(x) * (1 - eh), params[:, 4, None, None].to(x) * (1 - ew)
+        inside = (rows >= top) & (rows < top + eh) & (cols >= left) & (cols < left + ew)
+        inside &= params[:, 0].bool()[:, None, None]
+        return x.masked_fill(inside[:, None], 0.0)
+
+
+class Identity(BatchPreset):
+    def draw(self, rng):
+        return ()
+
+    def apply(self, x, params):
+        return x
+
+
+BATCH_PRESETS: dict[str, Callable[[AugConfig], BatchPreset]] = {
+    "base": lambda a: Identity(),
+    "centercrop": lambda a: Identity(),  # done at decode time
+    "flip": Flip,
+    "affine": lambda a: Geometry(a.degrees, a.translate, a.scale, a.shear),
+    "colour": Colour,
+    "contrast": lambda a: Colour(a, brightness=0, saturation=0, hue=0),
+    "grayscale": lambda a: Grayscale(a.grayscale_p),
+    "always_grayscale": lambda a: Grayscale(1.0),
+    "noise": Noise,
+    "erasing": Erasing,
+    "framing": lambda a: Geometry(translate=a.framing_translate, scale=a.framing_scale),
+    "resized_crop": lambda a: Geometry(crop_scale=tuple(a.crop_scale), crop_ratio=tuple(a.crop_ratio)),
+    "blur": Blur,
+    "jpeg": Jpeg,
+    "temperature": Temperature,
+    "lowres": LowResolution,
+}
+
+
+class BatchAugment:
+    """The presets of ``data.augment`` for whole batches: ``augment(images (N, 3, H, W) uint8, seeds (N,))`` ->
+    float images in 0..255 on the images' device."""
+
+    def __init__(self, augment: str, aug: AugConfig):
+        self.names = preset_names(augment)
+        self.presets = []
+        for name in self.names:
+            try:
+                self.presets.append(BATCH_PRESETS[name](aug))
+            except (ValueError, TypeError, IndexError) as err:
+                raise ConfigError(f"bad aug.* parameters for data.augment preset {name!r}: {err}") from err
+
+    def params(self, seeds: Sequence[int]) -> list[torch.Tensor]:
+        """Each preset's parameters (N, k), drawn image by image from each image's own seed."""
+        rngs = [np.random.default_rng(int(seed)) for seed in seeds]
+        return [torch.tensor([preset.draw(rng) for rng in rngs], dtype=torch.float64).reshape(len(rngs), -1)
+                for preset in self.presets]
+
+    def __call__(self, images: torch.Tensor, seeds: torch.Tensor | Sequence[int]) -> torch.Tensor:
+        seeds = seeds.tolist() if isinstance(seeds, torch.Tensor) else list(seeds)
+        x = images.float()  # a copy: the presets may work in place
+        for preset, params in zip(self.presets, self.params(seeds)):
+            x = preset.apply(x, params.to(x.device))
+        return x.round_()

@@ -1,0 +1,94 @@
+"""data.augment_mode=batch: every preset as a vectorised batch operation, each image from its own seed."""
+import numpy as np
+import pytest
+import torch
+
+from facemask.config import AugConfig, load_config
+from facemask.data.batch_transforms import BATCH_PRESETS, BatchAugment
+from facemask.data.transforms import PRESETS
+from facemask.errors import ConfigError
+
+IMAGES = torch.randint(0, 256, (6, 3, 64, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+SEEDS = torch.tensor([11, 22, 33, 44, 55, 66])
+SURE = AugConfig(flip_p=1.0, grayscale_p=1.0, erasing_p=1.0, blur_p=1.0, jpeg_p=1.0, lowres_p=1.0,
+                 lowres_factor=[0.4, 0.5], jpeg_quality=[20, 30])
+
+
+def test_every_per_image_preset_has_a_batch_version():
+    assert set(BATCH_PRESETS) == set(PRESETS)
+
+
+@pytest.mark.parametrize("preset", sorted(set(PRESETS) - {"base", "centercrop"}))
+def test_each_batch_preset_changes_the_images_and_depends_only_on_each_images_seed(preset):
+    augment = BatchAugment(preset, SURE)
+    out = augment(IMAGES, SEEDS)
+    assert out.shape == IMAGES.shape and out.dtype == torch.float32
+    assert out.min() >= 0 and out.max() <= 255 and torch.equal(out, out.round())
+    assert not torch.equal(out, IMAGES.float()), preset
+    assert torch.equal(augment(IMAGES, SEEDS), out)  # the same seeds, the same result
+    alone = torch.cat([augment(IMAGES[i:i + 1], SEEDS[i:i + 1]) for i in range(len(IMAGES))])
+    assert torch.equal(alone, out)  # an image's result does not depend on the batch it is in
+    reordered = augment(IMAGES.flip(0), SEEDS.flip(0)).flip(0)
+    assert torch.equal(reordered, out)
+    if preset not in ("always_grayscale", "flip", "grayscale"):  # with p = 1 these draw nothing that matters
+        assert not torch.equal(augment(IMAGES, SEEDS + 1), out)  # other seeds, other draws
+
+
+def test_batch_presets_do_what_they_say():
+    flipped = BatchAugment("flip", AugConfig(flip_p=1.0))(IMAGES, SEEDS)
+    assert torch.equal(flipped, IMAGES.float().flip(-1))
+    kept = BatchAugment("flip", AugConfig(flip_p=0.0))(IMAGES, SEEDS)
+    assert torch.equal(kept, IMAGES.float())
+    grey = BatchAugment("always_grayscale", AugConfig())(IMAGES, SEEDS)
+    assert torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 1], grey[:, 2])
+    still = BatchAugment("colour", AugConfig(brightness=0, contrast=0, saturation=0, hue=0))(IMAGES, SEEDS)
+    assert torch.equal(still, IMAGES.float())  # factors of 1 and no hue shift: the identity
+    plain = torch.full((1, 3, 8, 8), 100, dtype=torch.uint8)
+    hue_only = BatchAugment("colour", AugConfig(brightness=0, contrast=0, saturation=0, hue=0.5))(plain, [3])
+    assert (hue_only - 100).abs().max() <= 1  # a grey image has no hue to shift
+    zoomed_out = BatchAugment("framing", AugConfig(framing_scale=[0.5, 0.5], framing_translate=0.0))(IMAGES, SEEDS)
+    assert (zoomed_out[:, :, :8] == 128).all() and (zoomed_out[:, :, -8:] == 128).all()  # grey beyond the photo
+    centre = zoomed_out[:, :, 24:40, 18:30]
+    shrunk = torch.nn.functional.interpolate(IMAGES.float(), scale_factor=0.5, mode="bilinear", antialias=False)
+    assert (centre - shrunk[:, :, 8:24, 6:18]).abs().mean() < 25
+
+
+def test_batch_mode_trains_and_resumes_exactly(tiny_config):
+    import os
+    import signal
+
+    import pandas as pd
+
+    from facemask.errors import TrainingInterrupted
+    from facemask.training.trainer import fit
+
+    cfg = tiny_config("train.epochs=2", "data.batch_size=12", "data.augment_mode=batch",
+                      "data.augment=flip,colour,temperature,framing,blur,lowres,jpeg,noise,erasing")
+    straight = fit(cfg)
+
+    def interrupt(step):
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(TrainingInterrupted) as info:
+        fit(cfg, on_step=interrupt)
+    resumed = fit(resume=info.value.run_dir)
+    timing = ["epoch_seconds", "train_images_per_second"]
+    pd.testing.assert_frame_equal(pd.read_csv(straight / "metrics.csv").drop(columns=timing),
+                                  pd.read_csv(resumed / "metrics.csv").drop(columns=timing), check_exact=True)
+    a, b = (torch.load(run / "last.pt", weights_only=True)["model"] for run in (straight, resumed))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    per_image = fit(tiny_config("train.epochs=2", "data.batch_size=12",
+                                "data.augment=flip,colour,temperature,framing,blur,lowres,jpeg,noise,erasing"))
+    c = torch.load(per_image / "last.pt", weights_only=True)["model"]
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # the batch presets are really in use
+
+
+def test_bad_augment_mode_and_batch_parameters_are_one_line_errors(tiny_config, tmp_path):
+    from facemask.training.trainer import fit
+
+    with pytest.raises(ConfigError, match="data.augment_mode='vector'"):
+        fit(tiny_config("data.augment_mode=vector"))
+    with pytest.raises(ConfigError, match="aug.lowres_factor"):
+        fit(tiny_config("data.augment_mode=batch", "data.augment=lowres", "aug.lowres_factor=[0.5]"))
+    assert not (tmp_path / "runs").exists()
+    assert np.isfinite(load_config("configs/cpu.yaml").aug.hue)
