@@ -86,7 +86,7 @@ class AugConfig:
 class ModelConfig:
     name: str = "efficientnet_lite0"  # any timm backbone name
     pretrained: str = "imagenet-lite"  # imagenet-lite | hub | none | path/to/weights.pt
-    head: str = "linear"  # linear | shallow (two layers + dropout) | multi (mask 3 + gender 2 + age 3 heads)
+    head: str = "linear"  # linear | shallow | multi (mask 3 + gender 2 + age 3) | multi_age (exact-age distribution)
     drop_rate: float = 0.2
     hidden: int = 512  # width of the shallow head's hidden layer
     freeze: int = 0  # freeze the backbone's first N stages (stem = stage 1); -1 = the whole backbone
@@ -101,6 +101,8 @@ class LossConfig:
     gamma: float = 2.0  # focal and focal_ls
     class_weights: str = "none"  # none | inverse (inverse class frequency) | sqrt_inverse
     head_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])  # multi head: mask, gender, age
+    age_sigma: float = 3.0  # multi_age head: width (years) of the Gaussian around the exact age it is trained on
+    age_weight: float = 1.0  # multi_age head: weight of the exact-age term beside the 18-class loss
 
 
 @dataclass
@@ -229,6 +231,8 @@ RANGES: list[tuple[str, Any, str]] = [
     ("model.melt_patience", lambda x: x >= 0, "must be >= 0"),
     ("loss.label_smoothing", lambda x: 0 <= x < 1, "must be between 0 and 1"),
     ("loss.gamma", lambda x: x >= 0, "must be >= 0"),
+    ("loss.age_sigma", lambda x: x > 0, "must be > 0 (years)"),
+    ("loss.age_weight", lambda x: x >= 0, "must be >= 0"),
     ("optim.lr", lambda x: x > 0, "must be > 0"),
     ("optim.head_lr", lambda x: x > 0, "must be > 0"),
     ("optim.weight_decay", lambda x: x >= 0, "must be >= 0"),

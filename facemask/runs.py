@@ -247,7 +247,7 @@ class Run:
         state = self.load_checkpoint()
         cfg = self._config_of(state, where)
         cfg.model.pretrained = "none"  # the checkpoint carries the weights
-        model = create_model(cfg.model)
+        model = create_model(cfg.model, age_thresholds=cfg.data.age_thresholds)
         try:
             model.load_state_dict(state["model"], strict=True)
         except (RuntimeError, TypeError, AttributeError) as err:

@@ -374,3 +374,31 @@ def test_evaluation_uses_the_runs_label_corrections(demo_root, tiny_config, tmp_
     after = evaluate_run(run, progress=False)
     assert after["macro_f1"] == pytest.approx(during["macro_f1"])
     assert after["f1_per_class"] == pytest.approx(during["f1_per_class"])
+
+
+def test_the_age_head_turns_an_exact_age_distribution_into_group_probabilities(tiny_config):
+    from facemask.models.heads import AGE_BINS
+    from facemask.training.losses import pack_ages
+
+    cfg = cfg_of("model.head=multi_age")
+    model = create_model(cfg.model, age_thresholds=(30, 60)).train()
+    images = torch.randint(0, 256, (4, 3, 64, 48)).float()
+    out = model(images)
+    assert out.shape == (4, 18 + AGE_BINS)  # training: the classes, then the age distribution
+    joint, ages = out[:, :18], out[:, 18:]
+    group = joint.view(4, 3, 2, 3).logsumexp((1, 2)).exp()
+    expected = torch.stack([ages[:, :30].exp().sum(1), ages[:, 30:60].exp().sum(1), ages[:, 60:].exp().sum(1)], 1)
+    assert torch.allclose(group, expected, atol=1e-5)
+    model.eval()
+    assert model(images).shape == (4, 18)  # validation, prediction and ONNX see the 18 classes only
+    loss = create_loss(cfg.loss, multihead=True, age_bins=AGE_BINS)
+    labels = torch.tensor([0, 1, 2, 3])
+    near = loss(out, torch.as_tensor(pack_ages(labels, [25, 45, 70, 20], AGE_BINS)))
+    far = loss(out, torch.as_tensor(pack_ages(labels, [90, 5, 0, 99], AGE_BINS)))
+    assert near != far  # the exact age is in the loss, not only its group
+    with pytest.raises(ConfigError, match="multi_age trains on exact ages"):
+        check_config(cfg_of("model.head=multi_age", "aug.mixup_alpha=0.4"))
+    run = fit(tiny_config("model.head=multi_age", "train.epochs=2"))
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert metrics.val_macro_f1.max() > 0.1 and (metrics.train_accuracy <= 1).all()
+    assert main(["export", str(run)]) == 0

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from facemask.config import ModelConfig
-from facemask.data.labels import NUM_CLASSES
+from facemask.data.labels import DEFAULT_AGE_THRESHOLDS, NUM_CLASSES
 from facemask.errors import ConfigError, FacemaskError
 from facemask.models.heads import HEADS, create_head
 from facemask.models.pretrained import LITE_MEAN, LITE_MODELS, LITE_STD, load_lite_weights
@@ -81,15 +81,16 @@ def normalization(cfg: ModelConfig, backbone: nn.Module) -> tuple[tuple, tuple]:
     return tuple(data_cfg["mean"]), tuple(data_cfg["std"])
 
 
-def create_model(cfg: ModelConfig, mean=None, std=None) -> FaceClassifier:
-    """Build the classifier; ``mean``/``std`` override the backbone's pretrained statistics."""
+def create_model(cfg: ModelConfig, mean=None, std=None, age_thresholds=DEFAULT_AGE_THRESHOLDS) -> FaceClassifier:
+    """Build the classifier; ``mean``/``std`` override the backbone's pretrained statistics; ``age_thresholds``
+    (data.age_thresholds) group the age head's exact ages."""
     source = cfg.pretrained
     is_file = source not in PRETRAINED_SOURCES
     if is_file and not Path(source).is_file():
         raise ConfigError(f"model.pretrained={source!r} is neither {', '.join(PRETRAINED_SOURCES)} nor a file")
     backbone = _backbone(cfg.name, "none" if is_file else source)
     default_mean, default_std = normalization(cfg, backbone)
-    head = create_head(cfg, backbone.num_features, NUM_CLASSES)
+    head = create_head(cfg, backbone.num_features, NUM_CLASSES, tuple(age_thresholds))
     model = FaceClassifier(backbone, head, mean or default_mean, std or default_std)
     if is_file:
         load_weights_file(model, source)

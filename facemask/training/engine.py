@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from facemask.data.labels import NUM_CLASSES
 from facemask.errors import FacemaskError
 from facemask.evaluation.metrics import classification_metrics
 from facemask.models.runtime import autocast, to_device
@@ -105,8 +106,10 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, *, loss_fn: nn.Module,
             scheduler.step_update(num_updates=epoch * updates_per_epoch + progress.step)
         progress.losses.append(loss.detach().double() * len(labels))
         progress.seen += len(labels)
-        progress.preds.append(logits.detach().argmax(1))  # stays on the device: no per-step host sync
-        progress.targets.append(labels)
+        # the first NUM_CLASSES columns are the classes (the age head adds its age distribution after them, and its
+        # targets carry the exact age: class + NUM_CLASSES * age)
+        progress.preds.append(logits.detach()[:, :NUM_CLASSES].argmax(1))  # on the device: no per-step host sync
+        progress.targets.append(labels % NUM_CLASSES)
         if show_progress and progress.step % LOG_EVERY == 0:
             elapsed = time.perf_counter() - start
             bar.set_postfix(loss=f"{progress.loss:.4f}",

@@ -131,8 +131,42 @@ def class_weights(mode: str, labels, classes: int = NUM_CLASSES) -> torch.Tensor
     return weight * (counts > 0).sum() / weight.sum()
 
 
-def create_loss(cfg: LossConfig, labels=None, multihead: bool = False) -> nn.Module:
-    """The configured loss; ``labels`` (training class ids) are needed for class weights."""
+class AgeDistributionLoss(nn.Module):
+    """For the age head (model.head=multi_age): the multi-head loss on the 18 joint classes, plus ``weight`` x the
+    cross-entropy between the head's age distribution and a Gaussian of ``sigma`` years around the person's exact
+    age (label distribution learning: neighbouring ages share the target's mass).
+
+    Its targets pack the exact age with the class, ``class + NUM_CLASSES * age`` (see :func:`pack_ages`), so that
+    loaders, samplers and the resume state carry one integer per image as for every other head."""
+
+    def __init__(self, base: nn.Module, sigma: float, weight: float, bins: int):
+        super().__init__()
+        self.base, self.weight = base, weight
+        ages = torch.arange(bins, dtype=torch.float32)
+        self.register_buffer("ages", ages, persistent=False)
+        self.sigma = sigma
+
+    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if targets.ndim != 1:
+            raise ConfigError("model.head=multi_age trains on exact ages: turn batch mixing off (aug.mixup_alpha, "
+                              "aug.cutmix_alpha, aug.halfmix_p)")
+        classes, ages = targets % NUM_CLASSES, (targets // NUM_CLASSES).float()
+        joint, age_log = outputs[:, :NUM_CLASSES], outputs[:, NUM_CLASSES:].float()
+        target = torch.exp(-0.5 * ((self.ages.to(outputs.device)[None] - ages[:, None]) / self.sigma) ** 2)
+        target = target / target.sum(1, keepdim=True)
+        return self.base(joint, classes) + self.weight * -(target * age_log).sum(1).mean()
+
+
+def pack_ages(labels, ages, bins: int):
+    """Training targets for the age head: class id + NUM_CLASSES x exact age (clipped to the head's bins)."""
+    return np.asarray(labels, dtype=np.int64) + NUM_CLASSES * np.clip(np.asarray(ages, dtype=np.int64), 0, bins - 1)
+
+
+def create_loss(cfg: LossConfig, labels=None, multihead: bool = False, age_bins: int = 0) -> nn.Module:
+    """The configured loss; ``labels`` (training class ids) are needed for class weights. ``age_bins`` > 0: the age
+    head's loss (multi-head loss + exact-age distribution)."""
+    if age_bins:
+        return AgeDistributionLoss(create_loss(cfg, labels, multihead=True), cfg.age_sigma, cfg.age_weight, age_bins)
     if cfg.name not in LOSSES:
         raise ConfigError(f"unknown option loss.name={cfg.name!r} (known: {', '.join(sorted(LOSSES))})")
     if cfg.class_weights not in ("none", "inverse", "sqrt_inverse"):

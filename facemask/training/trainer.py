@@ -38,6 +38,7 @@ from facemask.evaluation.metrics import classification_metrics, probs_metrics
 from facemask.io import atomic_write_text, cpu_count
 from facemask.models.factory import check_model_names, create_model
 from facemask.models.freeze import freeze, melt
+from facemask.models.heads import AGE_BINS
 from facemask.models.runtime import PRECISIONS, predict_probs
 from facemask.runs import (
     BEST,
@@ -69,7 +70,7 @@ from facemask.training.distributed import (
     sync_buffers,
 )
 from facemask.training.engine import LOG_EVERY, EpochProgress, train_one_epoch
-from facemask.training.losses import create_loss
+from facemask.training.losses import create_loss, pack_ages
 from facemask.training.mixing import BatchMixer
 from facemask.training.optim import check_names, create_optimizer, create_scheduler
 from facemask.utils import resolve_device, seed_everything
@@ -133,7 +134,11 @@ def check_config(cfg: Config) -> None:
     batch_augment(cfg, torch.device("cpu"))  # validates data.augment_mode and the batch presets' parameters
     decoding_of(cfg)  # data.resize, data.face_* and the face detector itself (dlib installed?)
     EpochSampler([0], 0, cfg.data.sampler)
-    create_loss(cfg.loss, multihead=cfg.model.head == "multi")
+    create_loss(cfg.loss, multihead=cfg.model.head == "multi",
+                age_bins=AGE_BINS if cfg.model.head == "multi_age" else 0)
+    if cfg.model.head == "multi_age" and BatchMixer(cfg.aug).active:
+        raise ConfigError("model.head=multi_age trains on exact ages, which batch mixing would blur: set "
+                          "aug.mixup_alpha, aug.cutmix_alpha and aug.halfmix_p to 0")
     check_names(cfg.optim, cfg.sched)
     check_model_names(cfg.model)
     if cfg.train.precision not in PRECISIONS:
@@ -259,7 +264,7 @@ def _fit_process(cfg: Config, checkpoint: dict | None, resume: str | Path | None
     torch.set_num_threads(max(1, (cfg.train.threads or cpu_count()) // (ddp.world if device.type == "cpu" else 1)))
     seed_everything(cfg.train.seed)
     data = prepare_data(cfg, ddp)
-    model = create_model(cfg.model, cfg.data.mean, cfg.data.std).to(device)
+    model = create_model(cfg.model, cfg.data.mean, cfg.data.std, cfg.data.age_thresholds).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if checkpoint is not None:
@@ -293,7 +298,9 @@ def build_loaders(cfg: Config, data: RunData, train_df: pd.DataFrame, device: to
     pin = device.type == "cuda"
     sampler = EpochSampler(train_df["label"].to_numpy(), cfg.train.seed, cfg.data.sampler, ddp.world, ddp.rank)
     augment = batch_augment(cfg, device)
-    train_loader = make_loader(train_df["file"], train_df["label"], cfg, train_tf, data.pixels,
+    targets = train_df["label"] if cfg.model.head != "multi_age" else \
+        pack_ages(train_df["label"], train_df["age"], AGE_BINS)  # the age head learns the exact age too
+    train_loader = make_loader(train_df["file"], targets, cfg, train_tf, data.pixels,
                                [row_of[f] for f in train_df["file"]], sampler=sampler, pin_memory=pin,
                                defer_augment=augment is not None)
     val_rows = shard(len(data.val), ddp)  # this rank's share of validation, gathered back in order
@@ -319,7 +326,8 @@ class Optimisation:
 
 def build_optimisation(cfg: Config, model: torch.nn.Module, train_labels: np.ndarray, updates_per_epoch: int,
                        device: torch.device, ddp: Dist) -> Optimisation:
-    loss_fn = create_loss(cfg.loss, train_labels, multihead=cfg.model.head == "multi")
+    loss_fn = create_loss(cfg.loss, train_labels, multihead=cfg.model.head == "multi",
+                          age_bins=AGE_BINS if cfg.model.head == "multi_age" else 0)
     optimizer = create_optimizer(model, cfg.optim)  # before freezing: frozen tensors must be there when melted
     frozen = freeze(model, cfg.model.freeze)
     if frozen:
