@@ -85,15 +85,7 @@ class Colour(BatchPreset):
     def apply(self, x, params):
         n = len(x)
         b, c, s, h = (params[:, i].double() for i in range(4))
-        grey = _GREY.double()
-        saturation = s[:, None, None] * torch.eye(3, dtype=torch.float64) + \
-            (1 - s)[:, None, None] * torch.ones(3, 1, dtype=torch.float64) @ grey[None]
-        angle = h * 2 * math.pi
-        rotation = torch.zeros(n, 3, 3, dtype=torch.float64)
-        rotation[:, 0, 0] = 1
-        rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = \
-            angle.cos(), -angle.sin(), angle.sin(), angle.cos()
-        matrix = (b * c)[:, None, None] * (_YIQ_INV @ rotation @ _YIQ) @ saturation  # (N, 3, 3)
+        matrix = _colour_matrix(b, c, s, h)  # (N, 3, 3)
         flat = x.reshape(n, 3, -1)
         offset = ((1 - c) * b).to(x)[:, None, None] * (_GREY.to(x)[None, :, None] * flat).sum(1, keepdim=True).mean(
             2, keepdim=True)  # (1 - c) x the mean grey after brightness, the same in the three channels
@@ -272,6 +264,123 @@ class Erasing(BatchPreset):
         return x.masked_fill(inside[:, None], 0.0)
 
 
+def _colour_matrix(b, c, s, h) -> torch.Tensor:
+    """(N, 3, 3) float64: brightness b, contrast c (scale only), saturation s and hue h (turns), composed."""
+    n = len(b)
+    grey = _GREY.double()
+    saturation = s[:, None, None] * torch.eye(3, dtype=torch.float64) + \
+        (1 - s)[:, None, None] * torch.ones(3, 1, dtype=torch.float64) @ grey[None]
+    angle = h * 2 * math.pi
+    rotation = torch.zeros(n, 3, 3, dtype=torch.float64)
+    rotation[:, 0, 0] = 1
+    rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = \
+        angle.cos(), -angle.sin(), angle.sin(), angle.cos()
+    return (b * c)[:, None, None] * (_YIQ_INV @ rotation @ _YIQ) @ saturation
+
+
+class LowerFace(BatchPreset):
+    """Presets acting on the lower face, where a mask is: a soft ellipse ``aug.lower_face`` (centre x, centre y, half
+    width, half height, fractions of the face-cropped input), moved and resized a little per image."""
+
+    JITTER = 0.05  # of the input's size, each way
+
+    def __init__(self, aug: AugConfig, p: float):
+        if len(aug.lower_face) != 4 or not all(0 < v < 1 for v in aug.lower_face):
+            raise ValueError(f"aug.lower_face must be 4 fractions (centre x, centre y, half width, half height), "
+                             f"got {aug.lower_face}")
+        self.p, self.region = p, tuple(aug.lower_face)
+
+    def draw_region(self, rng) -> tuple[float, ...]:
+        cx, cy, rx, ry = self.region
+        grow = rng.uniform(0.85, 1.2)
+        return (cx + rng.uniform(-self.JITTER, self.JITTER), cy + rng.uniform(-self.JITTER, self.JITTER),
+                rx * grow, ry * grow * rng.uniform(0.85, 1.2))
+
+    @staticmethod
+    def weights(region: torch.Tensor, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H, W) in 0..1: 1 inside each image's ellipse, fading to 0 over its last fifth."""
+        cx, cy, rx, ry = (region[:, i].to(like)[:, None, None] for i in range(4))
+        rows = (torch.arange(h, device=like.device, dtype=like.dtype)[None, :, None] + 0.5) / h
+        cols = (torch.arange(w, device=like.device, dtype=like.dtype)[None, None, :] + 0.5) / w
+        distance = (((cols - cx) / rx) ** 2 + ((rows - cy) / ry) ** 2).sqrt()
+        return ((1 - distance) / 0.2).clamp(0, 1)[:, None]
+
+
+class MaskColour(LowerFace):
+    """Recolours the lower face: any hue, a wide range of saturation and brightness, with probability p. Masked faces
+    get masks of colours training never saw; bare faces get odd skin colours there, so that 'worn' has to rest on
+    the nose and mouth being covered, not on the colour of what covers them."""
+
+    def __init__(self, aug: AugConfig):
+        super().__init__(aug, aug.mask_colour_p)
+
+    def draw(self, rng):
+        return (float(rng.random() < self.p), *self.draw_region(rng), float(rng.uniform(0.5, 1.5)),
+                float(rng.uniform(0.2, 1.8)), float(rng.random()))
+
+    def apply(self, x, params):
+        chosen = params[:, 0].nonzero().flatten()
+        if not len(chosen):
+            return x
+        part = x[chosen.to(x.device)]
+        p = params[chosen]
+        n = len(part)
+        matrix = _colour_matrix(p[:, 5], torch.ones(n, dtype=torch.float64), p[:, 6], p[:, 7]).to(part)
+        recoloured = torch.bmm(matrix, part.reshape(n, 3, -1)).reshape(part.shape).clamp_(0, 255)
+        weight = self.weights(p[:, 1:5], *x.shape[-2:], part)
+        x[chosen.to(x.device)] = part * (1 - weight) + recoloured * weight
+        return x
+
+
+class MaskTexture(LowerFace):
+    """A pattern over the lower face, with probability p: stripes, checks, dots or fine noise, of a random colour,
+    period, angle and opacity (printed and woven cloth masks)."""
+
+    def __init__(self, aug: AugConfig):
+        super().__init__(aug, aug.mask_texture_p)
+
+    def draw(self, rng):
+        return (float(rng.random() < self.p), *self.draw_region(rng), float(rng.integers(4)),
+                float(rng.uniform(3, 10)), float(rng.uniform(0, math.pi)), *(float(v) for v in rng.uniform(0, 255, 3)),
+                float(rng.uniform(0.25, 0.7)), float(rng.uniform(0, 1000)))
+
+    def apply(self, x, params):
+        chosen = params[:, 0].nonzero().flatten()
+        if not len(chosen):
+            return x
+        part, p = x[chosen.to(x.device)], params[chosen].to(x)
+        h, w = x.shape[-2:]
+        rows = torch.arange(h, device=x.device, dtype=x.dtype)[None, :, None]
+        cols = torch.arange(w, device=x.device, dtype=x.dtype)[None, None, :]
+        kind, period, angle = p[:, 5, None, None], p[:, 6, None, None], p[:, 7, None, None]
+        u = cols * angle.cos() + rows * angle.sin()  # along the pattern
+        v = -cols * angle.sin() + rows * angle.cos()
+        stripes = (torch.sin(2 * math.pi * u / period) > 0).to(x)
+        checks = ((torch.sin(2 * math.pi * u / period) > 0) ^ (torch.sin(2 * math.pi * v / period) > 0)).to(x)
+        dots = ((torch.remainder(u, period) - period / 2) ** 2 + (torch.remainder(v, period) - period / 2) ** 2 <
+                (period / 4) ** 2).to(x)
+        noise = torch.remainder(torch.sin(u * 12.9898 + v * 78.233 + p[:, 12, None, None]) * 43758.5453, 1.0)
+        pattern = torch.where(kind == 0, stripes, torch.where(kind == 1, checks, torch.where(kind == 2, dots, noise)))
+        alpha = (pattern * p[:, 11, None, None])[:, None] * self.weights(params[chosen][:, 1:5], h, w, x)
+        colour = p[:, 8:11, None, None]
+        x[chosen.to(x.device)] = part * (1 - alpha) + colour * alpha
+        return x
+
+
+class OneImage:
+    """A batch preset used one image at a time (``data.augment_mode=per_image``): its parameters are drawn from a
+    seed taken from the torch RNG, which the loader seeds per sample, so it is as reproducible as the others."""
+
+    def __init__(self, preset: BatchPreset):
+        self.preset = preset
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        seed = int(torch.randint(0, 2**62, ()).item())
+        params = torch.tensor([self.preset.draw(np.random.default_rng(seed))], dtype=torch.float64)
+        out = self.preset.apply(image[None].float(), params)[0]
+        return out.round_().clamp_(0, 255).to(image.dtype)
+
+
 class Identity(BatchPreset):
     def draw(self, rng):
         return ()
@@ -297,6 +406,8 @@ BATCH_PRESETS: dict[str, Callable[[AugConfig], BatchPreset]] = {
     "jpeg": Jpeg,
     "temperature": Temperature,
     "lowres": LowResolution,
+    "mask_colour": MaskColour,
+    "mask_texture": MaskTexture,
 }
 
 

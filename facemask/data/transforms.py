@@ -85,7 +85,16 @@ PRESETS: dict[str, tuple[Callable[[AugConfig], Transform | None], bool]] = {
     "jpeg": (lambda a: v2.RandomApply([_CpuOnly(v2.JPEG(quality=tuple(a.jpeg_quality)))], p=a.jpeg_p), False),
     "temperature": (lambda a: ColourTemperature(a.temperature), False),
     "lowres": (lambda a: LowResolution(tuple(a.lowres_factor), a.lowres_p), False),
+    # the lower face (where a mask is), for masks of styles training never saw (facemask.data.batch_transforms)
+    "mask_colour": (lambda a: _one_image("mask_colour", a), False),
+    "mask_texture": (lambda a: _one_image("mask_texture", a), False),
 }
+
+
+def _one_image(name: str, aug: AugConfig) -> Transform:
+    from facemask.data.batch_transforms import BATCH_PRESETS, OneImage
+
+    return OneImage(BATCH_PRESETS[name](aug))
 
 
 class _CpuOnly:

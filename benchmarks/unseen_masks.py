@@ -1,0 +1,152 @@
+"""Masks never seen in training: render the stand-in twice from a temporary copy of its kit, so that the training
+people wear only some mask styles and the eval people only the others, train each recipe on both, and print the
+mask F1 and the recall of worn / incorrect / not worn on the unseen styles, recipes side by side.
+
+    python benchmarks/unseen_masks.py --kit ../shared/standin --configs configs/cpu_competition.yaml configs/cpu.yaml \\
+        [--people 600] [--epochs 3] [--out unseen]
+
+Splits (by mask template and colour in the kit's renders.csv):
+  surgical -> other: trained on the surgical family (white, blue, green, sky-blue, black), evaluated on cloth (grey,
+                     navy, pink), N95 and KN95;
+  other -> surgical: the other way round.
+Every person's five worn masks are five different styles of the family; the incorrectly worn one (nose or chin
+out) is one of them too. The faces and mask placements are the kit's own; only the styles change. The kit's faces
+are copied nowhere: the temporary kit links to them.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import f1_score, recall_score
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from facemask.config import load_config  # noqa: E402
+from facemask.data.labels import MASK_NAMES, attribute_of  # noqa: E402
+from facemask.evaluation.metrics import macro_f1  # noqa: E402
+from facemask.inference.predict import run_probs  # noqa: E402
+from facemask.training.trainer import fit  # noqa: E402
+
+SURGICAL = [("surgical", ""), ("surgical_blue", ""), ("surgical_green", ""), ("surgical", "skyblue"),
+            ("surgical", "black")]
+OTHER = [("cloth", "gray"), ("cloth", "navy"), ("cloth", "pink"), ("N95", ""), ("KN95", "")]
+SPLITS = {"surgical->other": (SURGICAL, OTHER), "other->surgical": (OTHER, SURGICAL)}
+
+
+def styled_kit(kit: Path, out: Path, train_styles, eval_styles, eval_ids: set[str]) -> Path:
+    """A kit whose renders.csv gives training people ``train_styles`` and eval people ``eval_styles``."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("faces", "masks"):
+        if not (out / name).exists():
+            os.symlink((kit / name).resolve(), out / name)
+    (out / "people.csv").write_bytes((kit / "people.csv").read_bytes())
+    if (kit / "build.py").is_file():
+        (out / "build.py").write_bytes((kit / "build.py").read_bytes())
+    with open(kit / "renders.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        if not row["template"]:
+            continue  # no mask on the "normal" photo
+        styles = eval_styles if row["id"] in eval_ids else train_styles
+        if row["image"].startswith("mask"):
+            style = styles[int(row["image"][4:]) - 1]  # mask1..mask5: the five styles of the family
+        else:
+            style = styles[int(hashlib.sha1(row["id"].encode()).hexdigest(), 16) % len(styles)]
+        row["template"], row["color"] = style
+    with open(out / "renders.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
+def eval_ids_of(kit: Path, people: int, eval_fraction: float, seed: int) -> set[str]:
+    """The people build.py will put in eval/ for these arguments (it draws them with its own seeded RNG)."""
+    import importlib.util
+    import random
+
+    spec = importlib.util.spec_from_file_location("standin_build", kit / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    everyone, _ = build.load_kit(kit)
+    rng = random.Random(seed)
+    if people:
+        everyone = build.balanced_subset(everyone, people, rng)
+    order = everyone[:]
+    rng.shuffle(order)
+    return {p["id"] for p in order[: round(len(order) * eval_fraction)]}
+
+
+def render(kit: Path, out: Path, people: int, eval_fraction: float, seed: int) -> Path:
+    if not (out / "eval_answers.csv").is_file():
+        subprocess.run([sys.executable, str(kit / "build.py"), str(out), "--people", str(people), "--eval-fraction",
+                        str(eval_fraction), "--seed", str(seed), "--kit", str(kit)], check=True)
+    return out
+
+
+def unseen_scores(labels: np.ndarray, predictions: np.ndarray) -> dict:
+    truth, guess = attribute_of(labels, "mask"), attribute_of(predictions, "mask")
+    recall = recall_score(truth, guess, labels=[0, 1, 2], average=None, zero_division=0)
+    return {"mask_f1": float(f1_score(truth, guess, labels=[0, 1, 2], average="macro", zero_division=0)),
+            **{f"recall_{name.replace(' ', '_')}": float(r) for name, r in zip(MASK_NAMES, recall)},
+            "macro_f1": macro_f1(labels, predictions)}
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kit", required=True, help="the stand-in kit (../shared/standin)")
+    parser.add_argument("--configs", nargs="+", default=[str(ROOT / "configs" / "cpu.yaml")], help="recipes")
+    parser.add_argument("--people", type=int, default=600)
+    parser.add_argument("--eval-fraction", type=float, default=0.3)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tta", default=None)
+    parser.add_argument("--out", help="work folder (default: temporary); datasets are reused when there")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides for every recipe, e.g. train.epochs=2")
+    args = parser.parse_args(argv)
+    kit = Path(args.kit).resolve()
+    work = Path(args.out or tempfile.mkdtemp(prefix="facemask-unseen-")).resolve()
+    eval_ids = eval_ids_of(kit, args.people, args.eval_fraction, args.seed)
+    rows = []
+    for split, (train_styles, eval_styles) in SPLITS.items():
+        name = split.replace("->", "-to-")
+        data = render(styled_kit(kit, work / f"kit-{name}", train_styles, eval_styles, eval_ids), work / name,
+                      args.people, args.eval_fraction, args.seed)
+        answers = pd.read_csv(data / "eval_answers.csv", dtype={"ImageID": str})
+        files = [str(data / "eval" / "images" / i) for i in answers["ImageID"]]
+        for config in args.configs:
+            cfg = load_config(config, [f"data.root={data / 'train'}", f"train.output_dir={work / 'runs'}",
+                                       f"train.epochs={args.epochs}", f"data.cache_dir={work / 'cache'}",
+                                       f"train.name={Path(config).stem}-{name}", "track.mlflow=false",
+                                       "train.report=false", "train.progress=false", "data.val_fraction=0.1",
+                                       *args.overrides])
+            run = fit(cfg)
+            predictions = run_probs(run, files, args.tta, progress=False).argmax(1)
+            scores = unseen_scores(answers["ans"].to_numpy(), predictions)
+            rows.append({"split": split, "recipe": Path(config).stem, **scores, "run": str(run)})
+            print(f"{split:>17}  {Path(config).stem:<18} mask F1 {scores['mask_f1']:.4f}  recall worn "
+                  f"{scores['recall_wear']:.3f}  incorrect {scores['recall_incorrect']:.3f}  not worn "
+                  f"{scores['recall_not_wear']:.3f}  (macro F1 {scores['macro_f1']:.4f})", flush=True)
+    table = pd.DataFrame(rows)
+    print(f"\n{args.people} people ({1 - args.eval_fraction:.0%} train, {args.eval_fraction:.0%} eval), "
+          f"{args.epochs} epochs; eval people wear only the styles their training never saw")
+    print(table.drop(columns="run").to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    summary = table.groupby("recipe")[["mask_f1", "recall_wear", "recall_incorrect", "recall_not_wear"]].mean()
+    print("\nmean over the two splits (targets: mask F1 >= 0.95, incorrect recall >= 0.9):")
+    print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
+    table.to_csv(work / "unseen_masks.csv", index=False)
+    print(f"\n{work / 'unseen_masks.csv'}")
+    return table
+
+
+if __name__ == "__main__":
+    main()
