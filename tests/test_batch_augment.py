@@ -92,3 +92,29 @@ def test_bad_augment_mode_and_batch_parameters_are_one_line_errors(tiny_config, 
         fit(tiny_config("data.augment_mode=batch", "data.augment=lowres", "aug.lowres_factor=[0.5]"))
     assert not (tmp_path / "runs").exists()
     assert np.isfinite(load_config("configs/cpu.yaml").aug.hue)
+
+
+@pytest.mark.parametrize("preset", ["mask_colour", "mask_texture"])
+def test_lower_face_presets_change_the_lower_face_only(preset):
+    aug = AugConfig(mask_colour_p=1.0, mask_texture_p=1.0, lower_face=[0.5, 0.62, 0.3, 0.16])
+    out = BatchAugment(preset, aug)(IMAGES, SEEDS)
+    changed = (out != IMAGES.float()).any(1)  # (N, H, W)
+    rows = changed.any(2).float().mean(0)  # share of images changed in each row
+    assert changed[:, :20].sum() == 0 and changed[:, 55:].sum() == 0  # eyes and forehead, and below the chin, kept
+    assert rows[36:44].min() > 0.5  # around 62% of the height (row 40 of 64) the lower face changed
+    assert changed[:, :, :4].sum() == 0 and changed[:, :, -4:].sum() == 0  # nor the sides
+    with pytest.raises(ConfigError, match="aug.lower_face"):
+        BatchAugment(preset, AugConfig(lower_face=[0.5, 0.6]))
+
+
+def test_per_image_mode_runs_the_lower_face_presets_reproducibly():
+    from facemask.data.dataset import apply_seeded
+    from facemask.data.transforms import build_transforms
+
+    train, evaluation = build_transforms("mask_colour,mask_texture", AugConfig(mask_colour_p=1.0,
+                                                                               mask_texture_p=1.0))
+    image = IMAGES[0]
+    first, again = apply_seeded(train, image, 7), apply_seeded(train, image, 7)
+    assert first.dtype == torch.uint8 and torch.equal(first, again) and not torch.equal(first, image)
+    assert not torch.equal(apply_seeded(train, image, 8), first)
+    assert torch.equal(evaluation(image), image)  # training only
