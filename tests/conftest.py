@@ -38,3 +38,15 @@ def tiny_config(demo_root, tmp_path):
             f"data.root={demo_root / 'train'}", f"train.output_dir={tmp_path / 'runs'}",
             f"data.cache_dir={tmp_path / 'cache'}", "data.val_fraction=0.34", *overrides])
     return compose
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium for the browser tests; missing, it fails the run under CI=true and skips elsewhere."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    reason = "Chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)

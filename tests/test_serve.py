@@ -166,18 +166,8 @@ def test_binding_beyond_loopback_needs_a_token_or_insecure(face_run, capsys):
     assert "--max-bytes" in capsys.readouterr().err
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        if shutil.which(name):
-            return shutil.which(name)
-    reason = "Chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)"
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def test_the_page_answers_an_uploaded_photo_in_headless_chromium(server, demo_root, tmp_path):
-    executable = _chromium()
+def test_the_page_answers_an_uploaded_photo_in_headless_chromium(server, demo_root, tmp_path, chromium):
+    executable = chromium
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

@@ -115,27 +115,13 @@ def test_interrupted_run_resumes_the_same_mlflow_run(demo_root, tmp_path):
     assert len(list_runs(uri)) == 1
 
 
-def _chromium() -> str:
-    import os
-    import shutil
-
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    reason = "Chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)"
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def test_report_renders_in_headless_chromium_with_every_image_loaded(tracked, tmp_path):
+def test_report_renders_in_headless_chromium_with_every_image_loaded(tracked, tmp_path, chromium):
     import subprocess
 
     _, run, _ = tracked
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync"]
     url = (run / "report.html").resolve().as_uri()
-    chromium = _chromium()
     shot = tmp_path / "report.png"
     result = subprocess.run([chromium, *flags, f"--user-data-dir={tmp_path / 'a'}", "--window-size=1366,3000",
                              f"--screenshot={shot}", url], capture_output=True, text=True, timeout=120)
