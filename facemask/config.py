@@ -80,6 +80,7 @@ class AugConfig:
     lower_face: list[float] = field(default_factory=lambda: [0.5, 0.62, 0.3, 0.16])
     mask_colour_p: float = 0.5  # mask_colour: recolour the lower face (any hue, saturation, brightness)
     mask_texture_p: float = 0.3  # mask_texture: a pattern (stripes, checks, dots, noise) over the lower face
+    synthetic_mask_p: float = 0.5  # synthetic_mask: a bare face gets a mask of a random shape (label changed)
     mixup_alpha: float = 0.0  # MixUp beta(alpha, alpha); 0 = off (timm's Mixup)
     cutmix_alpha: float = 0.0  # CutMix beta(alpha, alpha); 0 = off
     mix_prob: float = 1.0  # probability that a batch is mixed at all
@@ -221,7 +222,7 @@ RANGES: list[tuple[str, Any, str]] = [
     ("data.face_fallback", lambda x: x > 0, "must be > 0"),
     *((f"aug.{name}", _probability, "must be a probability between 0 and 1") for name in (
         "flip_p", "grayscale_p", "erasing_p", "blur_p", "jpeg_p", "lowres_p", "mix_prob", "mix_switch_prob",
-        "halfmix_p", "brightness", "contrast", "saturation", "mask_colour_p", "mask_texture_p")),
+        "halfmix_p", "brightness", "contrast", "saturation", "mask_colour_p", "mask_texture_p", "synthetic_mask_p")),
     ("aug.hue", lambda x: 0 <= x <= 0.5, "must be between 0 and 0.5"),
     ("aug.temperature", lambda x: 0 <= x < 1, "must be between 0 and 1"),
     ("aug.noise_std", lambda x: x >= 0, "must be >= 0"),

@@ -18,7 +18,7 @@ def test_every_per_image_preset_has_a_batch_version():
     assert set(BATCH_PRESETS) == set(PRESETS)
 
 
-@pytest.mark.parametrize("preset", sorted(set(PRESETS) - {"base", "centercrop"}))
+@pytest.mark.parametrize("preset", sorted(set(PRESETS) - {"base", "centercrop", "synthetic_mask"}))
 def test_each_batch_preset_changes_the_images_and_depends_only_on_each_images_seed(preset):
     augment = BatchAugment(preset, SURE)
     out = augment(IMAGES, SEEDS)
@@ -118,3 +118,31 @@ def test_per_image_mode_runs_the_lower_face_presets_reproducibly():
     assert first.dtype == torch.uint8 and torch.equal(first, again) and not torch.equal(first, image)
     assert not torch.equal(apply_seeded(train, image, 8), first)
     assert torch.equal(evaluation(image), image)  # training only
+
+
+def test_synthetic_masks_are_drawn_on_bare_faces_only_and_relabel_them():
+    from facemask.data.labels import decode, encode
+    from facemask.models.heads import AGE_BINS
+    from facemask.training.losses import pack_ages
+
+    augment = BatchAugment("synthetic_mask", AugConfig(synthetic_mask_p=1.0))
+    masks = torch.tensor([2, 2, 2, 2, 0, 1] * 4)  # 16 bare faces, 4 worn, 4 incorrect
+    labels = torch.as_tensor(encode(masks.numpy(), np.arange(24) % 2, np.arange(24) % 3))
+    images, seeds = IMAGES.repeat(4, 1, 1, 1), torch.arange(24) + 100
+    out, new = augment(images, seeds, labels)
+    bare = masks == 2
+    assert torch.equal(out[~bare], images[~bare].float()) and torch.equal(new[~bare], labels[~bare])
+    changed = (out[bare] != images[bare].float()).flatten(1).any(1)
+    assert changed.all()  # every bare face got a mask (p = 1)
+    new_mask, gender, age = decode(new[bare])
+    assert set(new_mask.tolist()) == {0, 1}  # worn or incorrect, in the stand-in's proportions
+    assert torch.equal(gender, decode(labels[bare])[1]) and torch.equal(age, decode(labels[bare])[2])
+    rows = (out[bare] != images[bare].float()).any(1).any(2).float().mean(0)
+    assert rows[:20].sum() == 0 and rows[36:44].min() > 0.5  # drawn on the lower face
+    packed = torch.as_tensor(pack_ages(labels, np.arange(24) + 20, AGE_BINS))  # the age head's targets
+    _, repacked = augment(images, seeds, packed)
+    assert torch.equal(repacked // 18, packed // 18) and torch.equal(repacked % 18, new)  # exact ages kept
+    with pytest.raises(ConfigError, match="needs data.augment_mode=batch"):
+        from facemask.data.loaders import batch_augment
+
+        batch_augment(load_config("configs/tiny.yaml", ["data.augment=flip,synthetic_mask"]), torch.device("cpu"))

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from facemask.config import AugConfig
 from facemask.data.images import FILL
+from facemask.data.labels import MASK_NAMES, NUM_CLASSES, SHAPE, attribute_of
 from facemask.data.transforms import preset_names
 from facemask.errors import ConfigError
 
@@ -367,6 +368,79 @@ class MaskTexture(LowerFace):
         return x
 
 
+class SyntheticMask(LowerFace):
+    """Draws a mask of a random shape, colour and pattern on a bare face and changes its label accordingly: over
+    the nose and mouth ("wear"), or below the nose or on the chin ("incorrect"). Mask styles are endless and every
+    training set holds a few; a face covered by an arbitrary shape teaches "worn" as "nose and mouth covered" rather
+    than as the look of the training set's masks. Only images labelled "not wear" are drawn on (with probability
+    p), so no label is ever wrong; batch mode only (it changes labels).
+
+    Geometry in fractions of the face-cropped input: ``aug.lower_face`` gives the mask region's centre and size;
+    a worn mask reaches up over the nose (to about the region's top + 0.1 of its height), an incorrect one starts
+    below the nose or at the mouth."""
+
+    WORN, NOSE, CHIN = 0, 1, 2
+
+    def __init__(self, aug: AugConfig):
+        super().__init__(aug, aug.synthetic_mask_p)
+
+    def draw(self, rng):
+        mode = int(rng.choice(3, p=[0.6, 0.27, 0.13]))  # the stand-in's and the competition's mix of modes
+        cx, cy, rx, ry = self.draw_region(rng)
+        top = cy - ry * {self.WORN: rng.uniform(1.0, 1.45), self.NOSE: rng.uniform(0.2, 0.45),
+                         self.CHIN: rng.uniform(-0.35, -0.1)}[mode]
+        bottom = cy + ry * rng.uniform(0.85, 1.25)
+        colour = rng.uniform(0, 255, 3)
+        return (float(rng.random() < self.p), float(mode), float(cx), float(top), float(bottom),
+                float(rx * rng.uniform(0.85, 1.15)), float(rng.uniform(1.8, 6.0)), float(rng.uniform(-0.6, 0.6)),
+                *(float(v) for v in colour), float(rng.uniform(-0.35, 0.35)), float(rng.integers(5)),
+                float(rng.uniform(2.5, 9)), float(rng.uniform(0, math.pi)), float(rng.uniform(0.15, 0.6)),
+                float(rng.uniform(0, 1000)), float(rng.uniform(-8, 8)))
+
+    def apply(self, x, params):
+        raise ConfigError("data.augment preset 'synthetic_mask' changes labels: it runs through apply_labelled")
+
+    def apply_labelled(self, x: torch.Tensor, params: torch.Tensor, labels: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        mask_state = attribute_of(labels % NUM_CLASSES, "mask")
+        chosen = (params[:, 0].bool() & (mask_state.cpu() == MASK_NAMES.index("not wear"))).nonzero().flatten()
+        if not len(chosen):
+            return x, labels
+        p = params[chosen].to(x)
+        h, w = x.shape[-2:]
+        rows = (torch.arange(h, device=x.device, dtype=x.dtype)[None, :, None] + 0.5) / h
+        cols = (torch.arange(w, device=x.device, dtype=x.dtype)[None, None, :] + 0.5) / w
+        cx, top, bottom, rx = (p[:, i, None, None] for i in (2, 3, 4, 5))
+        power, bend, tilt = p[:, 6, None, None], p[:, 7, None, None], p[:, 17, None, None]
+        u = (cols - cx) / rx
+        rows = rows - tilt / 100 * u  # a slightly tilted mask
+        centre, half = (top + bottom) / 2, (bottom - top) / 2
+        v = (rows - centre - bend * half * (u ** 2 - 0.5) * 0.5) / half  # a top and bottom edge bent like a cup
+        inside = u.abs() ** power + v.abs() ** power
+        alpha = ((1 - inside) / 0.15).clamp(0, 1)  # a soft edge
+        shading = 1 + p[:, 11, None, None] * v + 0.15 * torch.cos(u * math.pi / 2)  # light from above, rounded
+        base = p[:, 8:11, None, None] * shading[:, None]
+        kind, period, angle = p[:, 12, None, None], p[:, 13, None, None], p[:, 14, None, None]
+        px, py = cols * w, rows * h
+        a = px * angle.cos() + py * angle.sin()
+        b = -px * angle.sin() + py * angle.cos()
+        stripes = (torch.sin(2 * math.pi * a / period) > 0).to(x)
+        pleats = (torch.remainder(py - top * h, period * 1.5) < 1.0).to(x)  # surgical-style folds
+        checks = ((torch.sin(2 * math.pi * a / period) > 0) ^ (torch.sin(2 * math.pi * b / period) > 0)).to(x)
+        noise = torch.remainder(torch.sin(a * 12.9898 + b * 78.233 + p[:, 16, None, None]) * 43758.5453, 1.0)
+        pattern = torch.where(kind == 0, torch.zeros_like(stripes), torch.where(kind == 1, stripes, torch.where(
+            kind == 2, pleats, torch.where(kind == 3, checks, noise))))
+        texture = 1 - p[:, 15, None, None] * pattern  # darker where the pattern is
+        mask = (base * texture[:, None]).clamp(0, 255)
+        index = chosen.to(x.device)
+        x[index] = x[index] * (1 - alpha[:, None]) + mask * alpha[:, None]
+        new_state = torch.where(p[:, 1] == self.WORN, MASK_NAMES.index("wear"), MASK_NAMES.index("incorrect"))
+        labels = labels.clone()
+        old_state = mask_state[index]
+        labels[index] = labels[index] + (new_state.to(labels) - old_state) * (SHAPE[1] * SHAPE[2])
+        return x, labels
+
+
 class OneImage:
     """A batch preset used one image at a time (``data.augment_mode=per_image``): its parameters are drawn from a
     seed taken from the torch RNG, which the loader seeds per sample, so it is as reproducible as the others."""
@@ -408,7 +482,9 @@ BATCH_PRESETS: dict[str, Callable[[AugConfig], BatchPreset]] = {
     "lowres": LowResolution,
     "mask_colour": MaskColour,
     "mask_texture": MaskTexture,
+    "synthetic_mask": SyntheticMask,
 }
+LABELLING = ("synthetic_mask",)  # presets that change labels: batch mode only
 
 
 class BatchAugment:
@@ -430,9 +506,16 @@ class BatchAugment:
         return [torch.tensor([preset.draw(rng) for rng in rngs], dtype=torch.float64).reshape(len(rngs), -1)
                 for preset in self.presets]
 
-    def __call__(self, images: torch.Tensor, seeds: torch.Tensor | Sequence[int]) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, seeds: torch.Tensor | Sequence[int], labels: torch.Tensor | None = None
+                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The augmented batch; with ``labels``, (batch, labels) as the labelling presets left them."""
         seeds = seeds.tolist() if isinstance(seeds, torch.Tensor) else list(seeds)
         x = images.float()  # a copy: the presets may work in place
         for preset, params in zip(self.presets, self.params(seeds)):
-            x = preset.apply(x, params.to(x.device))
-        return x.round_()
+            if isinstance(preset, SyntheticMask):
+                if labels is None:
+                    raise ConfigError("data.augment preset 'synthetic_mask' needs the labels")
+                x, labels = preset.apply_labelled(x, params, labels)
+            else:
+                x = preset.apply(x, params.to(x.device))
+        return x.round_() if labels is None else (x.round_(), labels)

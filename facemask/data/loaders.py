@@ -36,21 +36,25 @@ def augment_on_device(cfg: DataConfig, device: torch.device) -> bool:
 
 
 def batch_augment(cfg: Config, device: torch.device):
-    """The training loop's ``augment(images, seeds)``, or None when the loader augments each image itself:
+    """The training loop's ``augment(images, seeds, labels) -> (images, labels)``, or None when the loader augments
+    each image itself:
     ``data.augment_mode=batch`` (vectorised presets, any device), or per-image presets on the device."""
     if cfg.data.augment_mode not in AUGMENT_MODES:
         raise ConfigError(f"unknown option data.augment_mode={cfg.data.augment_mode!r} "
                           f"(known: {', '.join(AUGMENT_MODES)})")
-    if cfg.data.augment_mode == "batch":
-        from facemask.data.batch_transforms import BatchAugment
+    from facemask.data.batch_transforms import LABELLING, BatchAugment
+    from facemask.data.transforms import build_transforms, preset_names
 
+    if cfg.data.augment_mode == "batch":
         return BatchAugment(cfg.data.augment, cfg.aug)
+    labelling = [name for name in preset_names(cfg.data.augment) if name in LABELLING]
+    if labelling:
+        raise ConfigError(f"data.augment preset {labelling[0]!r} changes labels, so it needs data.augment_mode=batch")
     if augment_on_device(cfg.data, device):
         from facemask.data.dataset import augment_batch
-        from facemask.data.transforms import build_transforms
 
         transform = build_transforms(cfg.data.augment, cfg.aug)[0]
-        return lambda images, seeds: augment_batch(transform, images, seeds)
+        return lambda images, seeds, labels: (augment_batch(transform, images, seeds), labels)
     return None
 
 

@@ -88,6 +88,8 @@ PRESETS: dict[str, tuple[Callable[[AugConfig], Transform | None], bool]] = {
     # the lower face (where a mask is), for masks of styles training never saw (facemask.data.batch_transforms)
     "mask_colour": (lambda a: _one_image("mask_colour", a), False),
     "mask_texture": (lambda a: _one_image("mask_texture", a), False),
+    # changes labels (a mask drawn on a bare face): only with data.augment_mode=batch (facemask.data.loaders)
+    "synthetic_mask": (lambda a: None, False),
 }
 
 

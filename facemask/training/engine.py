@@ -63,11 +63,11 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, *, loss_fn: nn.Module,
                     should_stop: Callable[[], bool] = lambda: False,
                     on_step: Callable[[int], None] | None = None, mixer=None, ema=None,
                     precision: str = "fp32",
-                    augment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> bool:
+                    augment: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None) -> bool:
     """Continue ``progress`` through ``loader`` (which starts at batch ``progress.step``); True when the epoch is
     complete, False when ``should_stop()`` ended it early. The scheduler is stepped per iteration. With
-    ``augment(images, seeds)``, the loader yields (images, labels, seeds) and the batch is augmented on the device,
-    each image from its own seed."""
+    ``augment(images, seeds, labels) -> (images, labels)``, the loader yields (images, labels, seeds) and the batch
+    is augmented on the device, each image from its own seed (a preset may change labels: synthetic_mask)."""
     model.train()
     if progress.step == 0:
         progress.lr = optimizer.param_groups[0]["lr"]
@@ -77,10 +77,10 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, *, loss_fn: nn.Module,
     bar = tqdm(loader, desc=f"epoch {epoch + 1} train", unit="batch", disable=not show_progress, leave=False,
                initial=progress.step, total=progress.step + len(loader))
     for images, labels, *seeds in bar:
-        if augment is not None:
-            images = augment(images.to(device, non_blocking=True), seeds[0])
-        images = to_device(images, device, channels_last)
         labels = labels.to(device, non_blocking=True)
+        if augment is not None:
+            images, labels = augment(images.to(device, non_blocking=True), seeds[0], labels)
+        images = to_device(images, device, channels_last)
         targets = labels
         if mixer is not None and mixer.active:
             images, targets = mixer(images, labels)
