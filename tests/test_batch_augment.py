@@ -120,7 +120,7 @@ def test_per_image_mode_runs_the_lower_face_presets_reproducibly():
     assert torch.equal(evaluation(image), image)  # training only
 
 
-def test_synthetic_masks_are_drawn_on_bare_faces_only_and_relabel_them():
+def test_synthetic_masks_are_drawn_on_the_lower_face_and_relabel_it_truthfully():
     from facemask.data.labels import decode, encode
     from facemask.models.heads import AGE_BINS
     from facemask.training.losses import pack_ages
@@ -130,15 +130,16 @@ def test_synthetic_masks_are_drawn_on_bare_faces_only_and_relabel_them():
     labels = torch.as_tensor(encode(masks.numpy(), np.arange(24) % 2, np.arange(24) % 3))
     images, seeds = IMAGES.repeat(4, 1, 1, 1), torch.arange(24) + 100
     out, new = augment(images, seeds, labels)
-    bare = masks == 2
-    assert torch.equal(out[~bare], images[~bare].float()) and torch.equal(new[~bare], labels[~bare])
-    changed = (out[bare] != images[bare].float()).flatten(1).any(1)
-    assert changed.all()  # every bare face got a mask (p = 1)
-    new_mask, gender, age = decode(new[bare])
-    assert set(new_mask.tolist()) == {0, 1}  # worn or incorrect, in the stand-in's proportions
-    assert torch.equal(gender, decode(labels[bare])[1]) and torch.equal(age, decode(labels[bare])[2])
-    rows = (out[bare] != images[bare].float()).any(1).any(2).float().mean(0)
+    assert (out != images.float()).flatten(1).any(1).all()  # every face got a mask drawn (p = 1)
+    new_mask, gender, age = decode(new)
+    assert (new_mask[masks == 0] == 0).all()  # over a worn mask only a worn one: the nose stays covered
+    assert set(new_mask[masks == 1].tolist()) <= {0, 1} and set(new_mask[masks == 2].tolist()) == {0, 1}
+    assert (new_mask != 2).all()  # a drawn mask is never "not wear"
+    assert torch.equal(gender, decode(labels)[1]) and torch.equal(age, decode(labels)[2])
+    rows = (out != images.float()).any(1).any(2).float().mean(0)
     assert rows[:20].sum() == 0 and rows[36:44].min() > 0.5  # drawn on the lower face
+    worn_rows = (out[masks == 0] != images[masks == 0].float()).any(1).any(2).float().mean(0)
+    assert worn_rows[27:30].min() > 0.5  # over a worn mask the drawing reaches up over the nose
     packed = torch.as_tensor(pack_ages(labels, np.arange(24) + 20, AGE_BINS))  # the age head's targets
     _, repacked = augment(images, seeds, packed)
     assert torch.equal(repacked // 18, packed // 18) and torch.equal(repacked % 18, new)  # exact ages kept

@@ -369,15 +369,17 @@ class MaskTexture(LowerFace):
 
 
 class SyntheticMask(LowerFace):
-    """Draws a mask of a random shape, colour and pattern on a bare face and changes its label accordingly: over
-    the nose and mouth ("wear"), or below the nose or on the chin ("incorrect"). Mask styles are endless and every
-    training set holds a few; a face covered by an arbitrary shape teaches "worn" as "nose and mouth covered" rather
-    than as the look of the training set's masks. Only images labelled "not wear" are drawn on (with probability
-    p), so no label is ever wrong; batch mode only (it changes labels).
+    """Draws a mask of a random shape, colour and pattern over the lower face, with probability p, and sets the
+    label to what the drawing makes true: over the nose and mouth ("wear"), or below the nose or on the chin
+    ("incorrect"). Mask styles are endless and every training set holds a few; faces covered by arbitrary shapes
+    teach "worn" as "nose and mouth covered" rather than as the look of the training set's masks.
+
+    No label is ever wrong: on a bare face either kind is drawn; on an incorrectly worn mask, a worn one (the face
+    becomes "wear") or another incorrect one (it stays "incorrect"); on a worn mask only a worn one (a lower drawing
+    would leave the nose covered). Batch mode only (it changes labels).
 
     Geometry in fractions of the face-cropped input: ``aug.lower_face`` gives the mask region's centre and size;
-    a worn mask reaches up over the nose (to about the region's top + 0.1 of its height), an incorrect one starts
-    below the nose or at the mouth."""
+    a worn mask reaches up over the nose, an incorrect one starts below the nose or at the mouth."""
 
     WORN, NOSE, CHIN = 0, 1, 2
 
@@ -403,9 +405,15 @@ class SyntheticMask(LowerFace):
     def apply_labelled(self, x: torch.Tensor, params: torch.Tensor, labels: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
         mask_state = attribute_of(labels % NUM_CLASSES, "mask")
-        chosen = (params[:, 0].bool() & (mask_state.cpu() == MASK_NAMES.index("not wear"))).nonzero().flatten()
+        chosen = params[:, 0].bool().nonzero().flatten()
         if not len(chosen):
             return x, labels
+        params = params.clone()
+        worn = (mask_state.cpu() == MASK_NAMES.index("wear"))[chosen]
+        params[chosen[worn], 1] = self.WORN  # a worn mask can only be drawn over by another worn one
+        top = params[chosen[worn], 2:6]  # ... so its top is moved up over the nose too
+        redraw = self.region[1] - self.region[3] * 1.2
+        params[chosen[worn], 3] = torch.minimum(top[:, 1], torch.full_like(top[:, 1], redraw))
         p = params[chosen].to(x)
         h, w = x.shape[-2:]
         rows = (torch.arange(h, device=x.device, dtype=x.dtype)[None, :, None] + 0.5) / h

@@ -196,6 +196,11 @@ def create_app(model: Model, settings: Settings) -> FastAPI:
     async def own_error(request: Request, exc: HTTPError):
         return error(exc.status, exc.message)
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):  # a bug of ours: say so in JSON, keep serving
+        log.exception("error answering %s %s", request.method, request.url.path)
+        return error(500, f"internal error ({type(exc).__name__}); the server keeps serving")
+
     async def read_limited(request: Request) -> bytes:
         chunks, size = [], 0
         async for chunk in request.stream():
