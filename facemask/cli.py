@@ -353,18 +353,18 @@ Several runs make an ensemble (--vote, --weights).""")
 
     p = _parser(sub, "ensemble-search", "pick ensemble weights on the runs' shared validation images",
                 [common, inference])
-    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders trained on the same people (or k-fold folders)")
     p.add_argument("--out", default="ensemble.json", help="where to save the weights and the figures")
     p.set_defaults(func=cmd_ensemble_search)
 
     p = _parser(sub, "export", "write RUN/model.onnx (dynamic batch) and its preprocessing JSON")
-    p.add_argument("run")
+    p.add_argument("run", help="run folder")
     p.add_argument("--out", help="default: RUN/model.onnx")
     p.add_argument("--checkpoint", default="best.pt", help="checkpoint file inside the run folder")
     p.set_defaults(func=cmd_export)
 
     p = _parser(sub, "report", "write RUN/report.html (+ PNGs): curves, F1, confusion matrices, errors")
-    p.add_argument("run")
+    p.add_argument("run", help="run folder")
     p.add_argument("--trust-run-code", action="store_true",
                    help="let the run's saved config import its face detector to draw the error grids")
     p.set_defaults(func=cmd_report)
@@ -376,12 +376,12 @@ Several runs make an ensemble (--vote, --weights).""")
     p.set_defaults(func=cmd_runs)
 
     p = _parser(sub, "validate", "check a submission against info.csv (rows, order, ids, labels)")
-    p.add_argument("submission")
+    p.add_argument("submission", help="ImageID,ans CSV to check")
     p.add_argument("--info", required=True, help="eval/info.csv")
     p.set_defaults(func=cmd_validate)
 
     p = _parser(sub, "score", "score a submission against an answers file")
-    p.add_argument("submission")
+    p.add_argument("submission", help="ImageID,ans CSV to score")
     p.add_argument("answers", help="ImageID,ans with the true classes")
     p.set_defaults(func=cmd_score)
 

@@ -49,3 +49,15 @@ def test_version_help_defaults_and_flags_after_the_subcommand(capsys):
     with pytest.raises(SystemExit):
         main(["predict", "--help"])
     assert "(default: auto)" in capsys.readouterr().out
+
+
+def test_every_command_line_argument_has_help():
+    import argparse
+
+    from facemask.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    missing = [f"{name} {action.dest}" for name, sub in commands.items() for action in sub._actions
+               if action.help is None and not isinstance(action, argparse._HelpAction)]
+    assert not missing
