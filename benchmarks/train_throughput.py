@@ -151,8 +151,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=12, help="batches per measured epoch in (b) and (c)")
     parser.add_argument("--seconds", type=float, default=8.0, help="measuring time per setting in (a)")
     parser.add_argument("--augment", default="flip", help="augmentation presets used by (b)")
-    parser.add_argument("--augment-mode", default="per_image", choices=["per_image", "batch"],
-                        help="(b)'s data.augment_mode: torchvision per image, or vectorised per batch")
+    parser.add_argument("--augment-mode", nargs="+", default=["per_image"], choices=["per_image", "batch"],
+                        help="(b)'s data.augment_mode: torchvision per image, or vectorised per batch; "
+                             "both (--augment-mode per_image batch) are measured side by side")
     parser.add_argument("--config", help="take --augment's parameters (aug.*) from this recipe, e.g. configs/cpu.yaml")
     parser.add_argument("--loader-grid", action="store_true", help="also measure (b) for workers x threads")
     args = parser.parse_args()
@@ -163,12 +164,12 @@ def main() -> None:
     samples = read_train(data).sample(frac=1.0, random_state=0).reset_index(drop=True)
     cache = tempfile.mkdtemp()
     print(f"efficientnet_lite0, batch {args.batch}, {cpu_count()} threads, CPU bf16: {bf16_supported()}, data {data}, "
-          f"augment {args.augment} ({args.augment_mode}" + (f", parameters of {args.config})" if args.config else ")"))
+          f"augment {args.augment} ({', '.join(args.augment_mode)}"
+          + (f", parameters of {args.config})" if args.config else ")"))
     for size in args.sizes:
         h, w = map(int, size.split("x"))
         base = ["model.pretrained=none", f"data.height={h}", f"data.width={w}", f"data.batch_size={args.batch}",
-                f"data.cache_dir={cache}", "train.progress=false", f"data.augment={args.augment}",
-                f"data.augment_mode={args.augment_mode}"]
+                f"data.cache_dir={cache}", "train.progress=false", f"data.augment={args.augment}"]
         if args.config:  # the recipe's augmentation parameters, the benchmark's model and sizes
             recipe = load_config(args.config)
             base += [f"aug.{k}={json.dumps(v)}" for k, v in dataclasses.asdict(recipe.aug).items()]
@@ -181,16 +182,20 @@ def main() -> None:
             limits[name] = images_per_second(compute_step(cfg, cl, bf16, args.batch), args.batch, seconds=args.seconds)
         best = max(limits, key=limits.get)
         cl, bf16 = settings[best]
-        cfg = load_config(None, base + [f"train.channels_last={str(cl).lower()}",
-                                        f"train.precision={'bf16' if bf16 else 'fp32'}"])
+        fastest = [f"train.channels_last={str(cl).lower()}", f"train.precision={'bf16' if bf16 else 'fp32'}"]
+        cfgs = {mode: load_config(None, base + fastest + [f"data.augment_mode={mode}"]) for mode in args.augment_mode}
+        cfg = cfgs[args.augment_mode[0]]
         load_pixels(samples["file"], cfg, progress=False)  # the cache is built once, outside the timing
-        b = pipeline_rate(cfg, samples, args.batches)
+        b = {mode: pipeline_rate(mode_cfg, samples, args.batches) for mode, mode_cfg in cfgs.items()}
         c = baseline_rate(cfg, samples, args.batches)
         a = limits[best]
         print(f"\n{size}: (a) compute limit " + ", ".join(f"{k} {v:.1f}" for k, v in limits.items()) + " img/s")
-        print(f"{size}: (a) fastest = {best}: {a:.1f} img/s | (b) facemask pipeline ({best}): {b:.1f} img/s | "
-              f"(c) baseline loader ({best}): {c:.1f} img/s | b/a = {b / a:.2f}  b/c = {b / c:.2f} (loaders "
-              f"alone) | layout gain channels-last / default in (a): {limits['channels-last'] / limits['default']:.2f}")
+        for mode, rate in b.items():
+            print(f"{size}: (a) fastest = {best}: {a:.1f} img/s | (b) facemask pipeline ({best}, {mode}): {rate:.1f} "
+                  f"img/s | (c) baseline loader ({best}): {c:.1f} img/s | b/a = {rate / a:.2f}  b/c = {rate / c:.2f} "
+                  f"(loaders alone)")
+        print(f"{size}: layout gain channels-last / default in (a): "
+              f"{limits['channels-last'] / limits['default']:.2f}")
         if args.loader_grid:
             loader_grid(cfg, samples, args.batches, size)
 
