@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,22 +34,35 @@ def face_run(demo_root, tmp_path_factory):
 
 class Server:
     def __init__(self, run: Path, *args: str):
-        self.process = subprocess.Popen([sys.executable, "-m", "facemask", "serve", str(run), "--port", "0", "-q",
-                                         *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # the server's log goes to a file (a pipe nobody reads could fill and stall it) and is shown on failure
+        self.log = tempfile.TemporaryFile("w+")
+        self.process = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "facemask", "serve", str(run),
+                                         "--port", "0", "-q", *args], stdout=subprocess.PIPE, stderr=self.log,
+                                        text=True)
         line = self.process.stdout.readline()
         if "http://" not in line:
             self.process.kill()
-            raise RuntimeError(f"server did not start: {line} {self.process.stderr.read()[-2000:]}")
+            raise RuntimeError(f"server did not start: {line} {self.stderr()}")
         self.port = int(line.split("http://127.0.0.1:")[1].split()[0])
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def stderr(self) -> str:
+        self.log.seek(0)
+        text = self.log.read()
+        return text if len(text) < 6000 else f"{text[:3000]}\n...\n{text[-3000:]}"  # a crash's stack comes first
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
                 ) -> tuple[int, dict]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        data = response.read()
-        connection.close()
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            data = response.read()
+        except OSError as err:
+            raise AssertionError(f"{method} {path}: {err!r}; server exit code: {self.process.poll()} "
+                                 f"its log: {self.stderr()}") from err
+        finally:
+            connection.close()
         try:
             return response.status, json.loads(data)
         except ValueError:
@@ -57,6 +71,7 @@ class Server:
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=30)
+        self.log.close()
 
 
 def multipart(data: bytes, field: str = "file", filename: str = "photo.jpg") -> tuple[bytes, dict]:

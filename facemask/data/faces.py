@@ -21,6 +21,7 @@ on start-up, install it as an entry point, or name it as ``module:factory``.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -33,7 +34,9 @@ Detector = Callable[[np.ndarray], list[Box]]
 
 DETECTORS: dict[str, Callable[[], Detector]] = {}
 ENTRY_POINTS = "facemask.detectors"  # installed plug-ins: [project.entry-points."facemask.detectors"] name = "m:f"
-_loaded: dict[str, Detector] = {}  # one detector per name per process (workers build their own)
+# One detector per name per thread: dlib's detector object is not safe to share between threads (two threads
+# scanning with one crash the process; serve detects in a thread pool), and a plug-in need not be either.
+_loaded = threading.local()
 _trusted: set[str] = set()  # module:factory names the user gave (their config, their command line)
 
 
@@ -113,8 +116,9 @@ def _entry_point(name: str):
 
 def get_detector(name: str) -> Detector:
     """The detector registered as ``name`` (or installed as a ``facemask.detectors`` entry point), or a trusted
-    ``module:factory`` imported; built once per process."""
-    if name not in _loaded:
+    ``module:factory`` imported; built once per thread (and process)."""
+    built = _loaded.__dict__.setdefault("detectors", {})
+    if name not in built:
         if name in DETECTORS:
             factory = DETECTORS[name]
         elif (entry := _entry_point(name)) is not None:
@@ -133,8 +137,8 @@ def get_detector(name: str) -> Detector:
         else:
             raise ConfigError(f"unknown option data.face_crop={name!r} (known: none, {', '.join(sorted(DETECTORS))},"
                               " or module:factory)")
-        _loaded[name] = factory()
-    return _loaded[name]
+        built[name] = factory()
+    return built[name]
 
 
 def detect_faces(rgb: np.ndarray, detector: Detector, min_face: int = 40, threshold: float | None = None,
