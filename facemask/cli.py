@@ -84,10 +84,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from facemask.inference.predict import evaluate_run
-    from facemask.runs import EVAL_DATA, EVAL_VAL
+    from facemask.runs import EVAL_DATA, EVAL_VAL, run_path
     from facemask.submission import save_json
 
-    out = Path(args.out) if args.out else Path(args.run) / (EVAL_VAL if args.data is None else EVAL_DATA)
+    out = Path(args.out) if args.out else run_path(args.run) / (EVAL_VAL if args.data is None else EVAL_DATA)
     if out.is_dir():
         raise FacemaskError(f"--out {out} is a folder; name the JSON file to write")
     metrics = evaluate_run(args.run, args.data, args.checkpoint, args.device, progress=not args.quiet,
@@ -395,6 +395,8 @@ Several runs make an ensemble (--vote, --weights).""")
                    "(default: $FACEMASK_TOKEN when set)")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without a token")
     p.add_argument("--max-bytes", default="10MB", help="largest upload accepted (413 above), e.g. 10MB, 500KB")
+    p.add_argument("--max-megapixels", type=float, default=40.0, help="largest photo decoded (413 above): a "
+                   "small upload can claim many pixels, and each costs memory")
     p.add_argument("--max-batch", type=int, default=16, help="largest micro-batch of concurrent requests")
     p.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a request waits for a batch to fill")
     p.add_argument("--export", action="store_true", help="export the runs to ONNX first (then --engine auto uses it)")

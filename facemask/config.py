@@ -249,6 +249,7 @@ RANGES: list[tuple[str, Any, str]] = [
     ("sched.decay_rate", lambda x: 0 < x <= 1, "must be in (0, 1]"),
     ("sched.patience", lambda x: x >= 0, "must be >= 0"),
     ("train.epochs", lambda x: x >= 1, "must be at least 1"),
+    ("train.seed", lambda x: 0 <= x < 2**32, "must be between 0 and 4294967295"),
     ("train.threads", lambda x: x >= 0, "must be >= 0 (0 = all cores)"),
     ("train.early_stop", lambda x: x >= 0, "must be >= 0"),
     ("train.ema_decay", lambda x: 0 <= x < 1, "must be between 0 and 1"),
@@ -305,7 +306,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
         raise ConfigError(f"option {prefix or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - names, key=str)  # YAML keys may be numbers too
     if unknown:
         where = f"{prefix}." if prefix else ""
         raise ConfigError(f"unknown config option {where}{unknown[0]} (known: {', '.join(sorted(names))})")

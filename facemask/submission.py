@@ -16,7 +16,7 @@ from facemask.data.labels import NUM_CLASSES
 from facemask.errors import DataError, FacemaskError
 from facemask.io import atomic_write_text, first_line
 
-LABEL = re.compile(r"[0-9]+")
+LABEL = re.compile(r"0*(?:1[0-7]|[0-9])")  # a class 0..17 (no int(): a 5,000-digit value must not raise)
 COLUMNS = ("ImageID", "ans")
 
 
@@ -40,8 +40,9 @@ def read_csv_file(path: str | Path, what: str = "file", columns: tuple[str, ...]
 def label_problem(values: pd.Series, name: str) -> str | None:
     """The first value of ``values`` that is not a plain integer 0..17, as a message; None when all are."""
     for row, value in enumerate(values.astype(str), start=1):
-        if not LABEL.fullmatch(value) or int(value) >= NUM_CLASSES:
-            return f"{name}: ans {value!r} (row {row}) is not a class 0..{NUM_CLASSES - 1}"
+        if not LABEL.fullmatch(value):
+            shown = value if len(value) <= 20 else value[:20] + "..."
+            return f"{name}: ans {shown!r} (row {row}) is not a class 0..{NUM_CLASSES - 1}"
     return None
 
 

@@ -220,6 +220,11 @@ CASES = [
     ("predict --weights nan", lambda c: ["predict", str(c.run), "--data", str(c.data / "eval"), "--weights", "nan"],
      2, "--weights"),
     ("check-data of an empty folder", lambda c: ["check-data", str(c.tmp)], 2, "holds neither train.csv"),
+    ("train.seed too large", lambda c: c.train("train.seed=2000000000000000"), 2, "train.seed=2000000000000000"),
+    ("--folds more than people", lambda c: ["train", "--folds", "1000", *c.train()[1:]], 2, "at most"),
+    ("data.folds more than people", lambda c: c.train("data.folds=1000", "data.fold=0"), 2, "at most"),
+    ("YAML keys of two types", lambda c: _yaml(c, b"1: 2\nfoo: 3\n"), 2, "unknown config option"),
+    ("score: a 5,000-digit answer", lambda c: _score(c, lambda i: i.assign(ans="9" * 5000)), 2, "ans '99999"),
 ]
 
 
@@ -248,6 +253,12 @@ def test_bad_input_is_one_line_naming_it(case, capsys, name, make, code, message
     runs = case.tmp / "runs"
     if argv[0] == "train" and code == 2:  # checked before any run folder or cache was written
         assert not runs.exists() or not any(runs.iterdir()), name
+
+
+def test_eval_of_a_checkpoint_writes_beside_it(case, capsys):
+    run = case.run_copy()
+    assert main(["eval", str(run / "best.pt"), "-q"]) == 0
+    assert (run / "eval-val.json").is_file()
 
 
 def test_validate_accepts_plain_integers_only(case, capsys):

@@ -63,6 +63,23 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_config, stop_at, opt
     _same_run(straight, resumed)
 
 
+def test_resume_needs_no_pretrained_weights(tiny_config, tmp_path):
+    """last.pt has the weights: a run resumes after its model.pretrained file is gone (another machine, offline)."""
+    weights = tmp_path / "pretrained.pt"
+    weights.write_bytes((fit(tiny_config()) / "best.pt").read_bytes())  # a facemask checkpoint as the weights
+    cfg = tiny_config("train.epochs=2", f"model.pretrained={weights}")
+
+    def interrupt(step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted) as info:
+        fit(cfg, on_step=interrupt)
+    weights.unlink()
+    run = fit(resume=info.value.run_dir)
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1, 2]
+
+
 def test_resume_a_finished_run_is_an_error(tiny_config):
     run = fit(tiny_config())
     with pytest.raises(FacemaskError, match="already finished"):

@@ -1,6 +1,7 @@
 """`facemask serve`: the real server in a subprocess on a free loopback port, spoken to over HTTP; bad requests,
 the token, micro-batching; and the page in headless Chromium (Debian's, driven by Playwright)."""
 import http.client
+import io
 import json
 import os
 import shutil
@@ -83,7 +84,7 @@ def multipart(data: bytes, field: str = "file", filename: str = "photo.jpg") -> 
 
 @pytest.fixture(scope="module")
 def server(face_run):
-    running = Server(face_run, "--max-bytes", "300KB", "--max-wait-ms", "50")
+    running = Server(face_run, "--max-bytes", "300KB", "--max-wait-ms", "50", "--max-megapixels", "2")
     yield running
     running.stop()
 
@@ -113,16 +114,25 @@ def test_the_three_person_photo_gets_three_faces_by_form_and_by_raw_body(server,
     assert server.request("GET", "/openapi.json")[0] == 200
 
 
+EXPECTED = {"over --max-megapixels": "--max-megapixels",
+            "PostScript (Pillow would run Ghostscript)": "not an image format facemask reads"}
+
+
 def bad_requests(tmp_path: Path, group_jpeg: bytes) -> list[tuple[str, str, str, bytes | None, dict, int]]:
     png = tmp_path / "bomb.png"
     bomb_png(png)
     big = group_jpeg * 40  # over --max-bytes 300KB
+    many_pixels = io.BytesIO()
+    Image.new("RGB", (2000, 1500)).save(many_pixels, "PNG")  # 3 Mpx in a few KB, over --max-megapixels 2
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\nnewpath 0 0 moveto 64 64 lineto stroke\nshowpage\n"
     return [
         ("not an image", "POST", "/predict", *multipart(b"just some text"), 400),
         ("0 bytes", "POST", "/predict", b"", {"Content-Type": "image/jpeg"}, 400),
         ("truncated JPEG", "POST", "/predict", group_jpeg[: len(group_jpeg) // 3], {"Content-Type": "image/jpeg"},
          400),
         ("decompression bomb", "POST", "/predict", *multipart(png.read_bytes(), filename="bomb.png"), 413),
+        ("over --max-megapixels", "POST", "/predict", many_pixels.getvalue(), {"Content-Type": "image/png"}, 413),
+        ("PostScript (Pillow would run Ghostscript)", "POST", "/predict", eps, {"Content-Type": "image/x-eps"}, 400),
         ("over --max-bytes", "POST", "/predict", *multipart(big), 413),
         ("over --max-bytes, raw", "POST", "/predict", big, {"Content-Type": "image/jpeg"}, 413),
         ("missing field", "POST", "/predict", *multipart(group_jpeg, field="photo"), 400),
@@ -138,6 +148,7 @@ def test_every_bad_request_gets_its_4xx_json_and_the_server_keeps_serving(server
         assert status == code, (name, status, answer)
         assert isinstance(answer.get("error"), str) and answer["error"], (name, answer)
         assert str(tmp_path) not in answer["error"]
+        assert EXPECTED.get(name, "") in answer["error"], (name, answer)
         status, answer = server.request("POST", "/predict", group_jpeg, {"Content-Type": "image/jpeg"})
         assert status == 200 and len(answer["faces"]) == 3, name  # the next good request is answered
 

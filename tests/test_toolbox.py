@@ -43,6 +43,16 @@ def test_balanced_samplers_draw_near_uniform_classes(mode):
     assert np.mean([len(set(b)) for b in batches]) > 5  # batches mix all classes, not runs of one
 
 
+@pytest.mark.parametrize("mode", ["weighted", "imbalanced"])
+def test_each_drawn_copy_of_an_image_gets_its_own_augmentation_seed_and_resume_keeps_them(mode):
+    sampler = EpochSampler(SKEWED, seed=0, mode=mode)
+    drawn = list(sampler)
+    assert len({i for i, _ in drawn}) < len(drawn)  # rare images are drawn several times...
+    assert len(set(drawn)) == len(drawn)  # ...and each copy is augmented differently
+    sampler.set_epoch(0, start=100)
+    assert list(sampler) == drawn[100:]  # resuming mid-epoch gives the same (image, seed) pairs
+
+
 def test_no_sampler_keeps_the_class_skew():
     sampler = EpochSampler(SKEWED, seed=0, mode="none")
     share = np.bincount([SKEWED[i] for i, _ in sampler], minlength=6) / len(SKEWED)

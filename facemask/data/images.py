@@ -12,6 +12,7 @@ import io
 import json
 import os
 import struct
+import threading
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -52,6 +53,9 @@ class Decoding:
 
 ImageSource = Union[str, Path, bytes, Image.Image, np.ndarray]
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's own bomb limit (about 9459 x 9459)
+# The formats facemask decodes: never EPS (Pillow hands it to Ghostscript) nor Pillow's rarely used parsers.
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")  # JPEG includes MPO (multi-picture) files
+_OPEN_LOCK = threading.Lock()
 HIGH_BIT_MODES = {"I;16": 257.0, "I;16L": 257.0, "I;16B": 257.0, "I;16N": 257.0}
 
 
@@ -75,7 +79,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         return img
     if img.mode in HIGH_BIT_MODES or img.mode in ("I", "F"):
-        values = np.asarray(img, dtype=np.float64)
+        values = np.asarray(img, dtype=np.float32)
         if img.mode in HIGH_BIT_MODES or (img.mode == "I" and values.max(initial=0) > 255):
             values = values / 257.0  # 0..65535 -> 0..255
         grey = np.clip(np.round(values), 0, 255).astype(np.uint8)
@@ -97,32 +101,35 @@ def _array_image(array: np.ndarray) -> Image.Image:
 
 
 @contextlib.contextmanager
-def open_image(source: ImageSource):
-    """A Pillow image of ``source``, refusing images larger than MAX_IMAGE_PIXELS before their pixels are read
-    (a PNG header can claim 30000 x 30000: a decompression bomb). Errors are DataErrors naming the source."""
+def open_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS):
+    """A Pillow image of ``source``, refusing images larger than ``max_pixels`` before their pixels are read
+    (a PNG header can claim 30000 x 30000: a decompression bomb) and formats other than FORMATS. Errors are
+    DataErrors naming the source."""
     name = source_name(source)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if isinstance(source, np.ndarray):
-                img = _array_image(source)
-            elif isinstance(source, Image.Image):
-                img = source
-            else:
-                img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-            if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise DataError(f"{name} is {img.width}x{img.height} pixels, more than facemask decodes "
-                                f"({MAX_IMAGE_PIXELS / 1e6:.0f} Mpx): a decompression bomb, or a photo to shrink first")
+        if isinstance(source, np.ndarray):
+            img = _array_image(source)
+        elif isinstance(source, Image.Image):
+            img = source
+        else:
+            # Pillow warns about a bomb while it reads the header (and raises past twice its limit). Warning filters
+            # are process-wide, so the filter is set under a lock, around the header read only (threads decode).
+            with _OPEN_LOCK, warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=FORMATS)
+        with img if not isinstance(source, Image.Image) else contextlib.nullcontext(img):
+            if img.width * img.height > max_pixels:
+                raise DataError(f"{name} is {img.width}x{img.height} pixels, more than facemask decodes here "
+                                f"({max_pixels / 1e6:.0f} Mpx): a decompression bomb, or a photo to shrink first")
             if img.width < 1 or img.height < 1:
                 raise DataError(f"{name} is empty ({img.width}x{img.height} pixels)")
-            with img if not isinstance(source, Image.Image) else contextlib.nullcontext(img):
-                yield img
+            yield img
     except FileNotFoundError as err:
         raise DataError(f"{name} not found") from err
     except IsADirectoryError as err:
         raise DataError(f"{name} is a folder, not an image") from err
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise DataError(f"{name} is larger than facemask decodes ({MAX_IMAGE_PIXELS / 1e6:.0f} Mpx): "
+        raise DataError(f"{name} is larger than facemask decodes here ({max_pixels / 1e6:.0f} Mpx): "
                         f"a decompression bomb, or a photo to shrink first") from err
     except UnidentifiedImageError as err:
         raise DataError(f"{name} cannot be decoded: not an image format facemask reads (JPEG, PNG, WebP, BMP, GIF, "
@@ -131,10 +138,11 @@ def open_image(source: ImageSource):
         raise DataError(f"{name} cannot be decoded: {first_line(err)}") from err
 
 
-def read_rgb(source: ImageSource, draft: tuple[int, int] | None = None) -> Image.Image:
+def read_rgb(source: ImageSource, draft: tuple[int, int] | None = None,
+             max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     """The whole photo as an RGB Pillow image, oriented by EXIF; ``draft`` = (height, width): a JPEG may be
-    reduced on decode to no less than that."""
-    with open_image(source) as img:
+    reduced on decode to no less than that. Larger than ``max_pixels``: a DataError."""
+    with open_image(source, max_pixels) as img:
         if draft is not None and img.format == "JPEG":
             swapped = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
             height, width = (draft[1], draft[0]) if swapped else draft

@@ -68,8 +68,12 @@ class EpochSampler(Sampler):
         return order[:usable][self.rank::self.num_replicas]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        for index in self.positions()[self.start:].tolist():
-            yield index, sample_seed(self.seed, self.epoch, index)
+        positions = self.positions().tolist()
+        for k in range(self.start, len(positions)):
+            # a shuffle holds each image once: its index keys its seed; the other modes repeat images, so the
+            # position in the whole epoch's order does (each copy gets its own augmentation, on any replica)
+            key = positions[k] if self.mode == "none" else self.rank + k * self.num_replicas
+            yield positions[k], sample_seed(self.seed, self.epoch, key)
 
     def __len__(self) -> int:
         return len(self.labels) // self.num_replicas - self.start

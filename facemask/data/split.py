@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
+from facemask.errors import DataError
+
 
 def _people(samples: pd.DataFrame) -> pd.DataFrame:
     people = samples.groupby("person", sort=True)[["gender", "age_group"]].first().reset_index()
@@ -37,6 +39,9 @@ def split_by_person(samples: pd.DataFrame, val_fraction: float, seed: int) -> tu
 def kfold_by_person(samples: pd.DataFrame, folds: int, seed: int) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """Yield (train, val) for each of ``folds`` person-level stratified folds (sklearn's StratifiedKFold)."""
     people = _people(samples)
+    if folds > len(people):
+        raise DataError(f"data.folds={folds} but the data has {len(people)} people: at most {len(people)} folds "
+                        "(a fold holds whole people)")
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed % 2**32)
     with warnings.catch_warnings():  # strata smaller than the fold count are fine: they just skip some folds
         warnings.simplefilter("ignore", UserWarning)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from facemask.data.faces import crop_box, detect_faces, fallback_crop, get_detector, trust_detector
-from facemask.data.images import Decoding, ImageSource, crop_padded, fit, read_rgb
+from facemask.data.images import MAX_IMAGE_PIXELS, Decoding, ImageSource, crop_padded, fit, read_rgb
 from facemask.data.labels import ATTRIBUTES, CLASS_NAMES, NUM_CLASSES, encode, marginals
 from facemask.data.loaders import decoding_of
 from facemask.errors import ConfigError, DataError, FacemaskError
@@ -83,11 +83,12 @@ class Framing:
     threshold: float | None
     no_face: str
     trusted: tuple[str, ...] = ()
+    max_pixels: int = MAX_IMAGE_PIXELS  # larger photos are refused before they are decoded
 
 
 def prepare(source: ImageSource, framing: Framing) -> Photo:
     """Decode one photo, find its faces and frame each for every run (the CPU part of a prediction)."""
-    img = read_rgb(source)
+    img = read_rgb(source, max_pixels=framing.max_pixels)
     width, height = img.size
     if framing.detector == "none":
         crops = [[_whole_photo(img, size, decoding)] for size, decoding in zip(framing.sizes, framing.decodings)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hmac
 import ipaddress
 import logging
@@ -23,6 +24,7 @@ import os
 import re
 import socket
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from facemask.data.images import MAX_IMAGE_PIXELS
 from facemask.errors import ConfigError, DataError, FacemaskError
 from facemask.inference.api import Model, Photo, prepare
 from facemask.io import cpu_count
@@ -62,6 +65,7 @@ class Settings:
     max_bytes: int = 10_000_000
     max_batch: int = 16
     max_wait_ms: float = 10.0
+    max_pixels: int = 40_000_000
 
 
 class HTTPError(Exception):
@@ -77,7 +81,7 @@ class Batcher:
         self.model, self.max_batch, self.max_wait = model, max_batch, max_wait_ms / 1000
         self.queue: asyncio.Queue = asyncio.Queue()
         self.network = ThreadPoolExecutor(1, thread_name_prefix="facemask-network")  # one copy of the model
-        self.batches: list[int] = []  # sizes of the batches run (for tests and the load benchmark)
+        self.batches: deque[int] = deque(maxlen=10_000)  # sizes of the latest batches run
 
     async def answer(self, photo: Photo) -> tuple[Photo, int]:
         """The photo with its answers, and the size of the micro-batch that answered it."""
@@ -146,6 +150,8 @@ def create_app(model: Model, settings: Settings) -> FastAPI:
     """The FastAPI app around one model."""
     state: dict = {}
     prep_pool = ThreadPoolExecutor(max(1, cpu_count()), thread_name_prefix="facemask-decode")
+    # a photo's pixels cost memory in every decoding thread: the server's own cap, checked before decoding
+    framing = dataclasses.replace(model.framing, max_pixels=min(model.framing.max_pixels, settings.max_pixels))
     batcher_holder: dict = {}
 
     @asynccontextmanager
@@ -242,9 +248,11 @@ def create_app(model: Model, settings: Settings) -> FastAPI:
         data = await upload(request)
         loop = asyncio.get_running_loop()
         try:
-            photo = await loop.run_in_executor(prep_pool, prepare, data, model.framing)
+            photo = await loop.run_in_executor(prep_pool, prepare, data, framing)
         except DataError as err:
-            raise HTTPError(413 if "decompression bomb" in str(err) else 400, str(err)) from err
+            if "decompression bomb" in str(err):
+                raise HTTPError(413, f"{err} (this server's --max-megapixels)") from err
+            raise HTTPError(400, str(err)) from err
         photo, batch = await batcher_holder["batcher"].answer(photo)
         return {"faces": [face.to_dict() for face in photo.faces], "width": photo.width, "height": photo.height,
                 "model": model_name, "ms": round(1000 * (time.perf_counter() - start), 2), "batch": batch}
@@ -259,6 +267,7 @@ def create_app(model: Model, settings: Settings) -> FastAPI:
         details = dict(model.info)
         details["runs"] = [e.run.name for e in model.engines]  # names, not the server's paths
         details["max_bytes"], details["max_batch"] = settings.max_bytes, settings.max_batch
+        details["max_pixels"] = framing.max_pixels
         return details
 
     def page_route(path: str, name: str, media: str):
@@ -304,7 +313,11 @@ def serve(args: argparse.Namespace) -> None:
 
     token = args.token or os.environ.get("FACEMASK_TOKEN") or None
     check_binding(args.host, token, args.insecure)
-    settings = Settings(token, parse_bytes(args.max_bytes), args.max_batch, args.max_wait_ms)
+    if not 0.01 <= args.max_megapixels <= MAX_IMAGE_PIXELS / 1e6:
+        raise ConfigError(f"--max-megapixels {args.max_megapixels} must be between 0.01 and "
+                          f"{MAX_IMAGE_PIXELS / 1e6:.0f}")
+    settings = Settings(token, parse_bytes(args.max_bytes), args.max_batch, args.max_wait_ms,
+                        round(args.max_megapixels * 1e6))
     if settings.max_batch < 1:
         raise ConfigError(f"--max-batch {args.max_batch} must be at least 1")
     if not 0 <= settings.max_wait_ms <= 10_000:

@@ -29,6 +29,7 @@ from facemask.config import Config
 from facemask.data.corrections import load_samples, training_labels
 from facemask.data.faces import trust_detector
 from facemask.data.images import cache_faces
+from facemask.data.layout import read_train
 from facemask.data.loaders import augment_on_device, batch_augment, decoding_of, load_pixels, make_loader
 from facemask.data.samplers import EpochSampler
 from facemask.data.split import kfold_by_person, split_by_person
@@ -121,9 +122,10 @@ def metric_columns(ema: bool = False) -> list[str]:
     return columns + ["epoch_seconds", "train_images_per_second"]
 
 
-def check_config(cfg: Config) -> None:
+def check_config(cfg: Config, resuming: bool = False) -> None:
     """Every option, before any data is read or folder written: ranges (Config.validate), then every name that
-    picks a component from a registry, and the face detector itself (dlib installed? a plug-in allowed?)."""
+    picks a component from a registry, and the face detector itself (dlib installed? a plug-in allowed?). A
+    resumed run needs no pretrained weights (its checkpoint has the weights)."""
     cfg.validate()
     if cfg.train.select_mode not in ("max", "min"):
         raise ConfigError(f"option train.select_mode must be max or min, got {cfg.train.select_mode!r}")
@@ -140,7 +142,7 @@ def check_config(cfg: Config) -> None:
         raise ConfigError("model.head=multi_age trains on exact ages, which batch mixing would blur: set "
                           "aug.mixup_alpha, aug.cutmix_alpha and aug.halfmix_p to 0")
     check_names(cfg.optim, cfg.sched)
-    check_model_names(cfg.model)
+    check_model_names(dataclasses.replace(cfg.model, pretrained="none") if resuming else cfg.model)
     if cfg.train.precision not in PRECISIONS:
         raise ConfigError(f"option train.precision must be one of {', '.join(PRECISIONS)}, got {cfg.train.precision!r}")
     if cfg.data.on_bad_image not in ("error", "skip"):
@@ -178,7 +180,7 @@ def fit(cfg: Config | None = None, resume: str | Path | None = None, on_step=Non
         trust_detector(cfg.data.face_crop)  # the user's own config: they named the detector
     else:
         raise ConfigError("fit() needs a config or a run folder to resume")
-    check_config(cfg)
+    check_config(cfg, resuming=checkpoint is not None)
     stop = StopFlag()
     with stop.installed():
         ddp, ddp_device = init_from_env(cfg.train.device)
@@ -264,7 +266,9 @@ def _fit_process(cfg: Config, checkpoint: dict | None, resume: str | Path | None
     torch.set_num_threads(max(1, (cfg.train.threads or cpu_count()) // (ddp.world if device.type == "cpu" else 1)))
     seed_everything(cfg.train.seed)
     data = prepare_data(cfg, ddp)
-    model = create_model(cfg.model, cfg.data.mean, cfg.data.std, cfg.data.age_thresholds).to(device)
+    # resuming: last.pt has the weights, so the pretrained ones are not needed (they may be gone or offline)
+    architecture = dataclasses.replace(cfg.model, pretrained="none") if checkpoint is not None else cfg.model
+    model = create_model(architecture, cfg.data.mean, cfg.data.std, cfg.data.age_thresholds).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if checkpoint is not None:
@@ -482,6 +486,7 @@ def fit_folds(cfg: Config, folds: int) -> Path:
         raise ConfigError(f"--folds must be at least 2, got {folds}")
     trust_detector(cfg.data.face_crop)
     check_config(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, fold=0, folds=folds)))
+    next(kfold_by_person(read_train(cfg.data.root, cfg.data.age_thresholds), folds, cfg.train.seed))  # enough people?
     parent = Run.create(cfg.train.output_dir, f"{cfg.train.name}-kfold").path
     runs, frames = [], []
     for fold in range(folds):

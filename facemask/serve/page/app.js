@@ -39,17 +39,25 @@ async function send(blob, name) {
   let response, body;
   try {
     response = await fetch("predict", { method: "POST", body: form, headers: headers() });
-    body = await response.json();
   } catch (err) {
     showError("The server did not answer: " + err);
     return;
+  }
+  try {
+    body = await response.json();
+  } catch (err) {
+    body = {};  // not JSON (e.g. a proxy's or the server's plain-text 503): the status line says what happened
   }
   if (!response.ok) {
     showError(`${response.status}: ${body.error || response.statusText}`);
     if (response.status === 401) { $("token-box").hidden = false; }
     return;
   }
-  await draw(blob, body, performance.now() - started);
+  try {
+    await draw(blob, body, performance.now() - started);
+  } catch (err) {  // e.g. a TIFF: the server reads it, this browser cannot draw it
+    showError("The answer came back but this browser cannot show the photo: " + err);
+  }
 }
 
 function bars(probs) {
