@@ -24,7 +24,7 @@ def test_two_process_gloo_run_matches_single_process_evaluation(demo_root, tmp_p
         [str(torchrun), "--nproc_per_node=2", "--master_port=29517", "-m", "facemask", "train",
          "-c", "configs/tiny.yaml", f"data.root={demo_root / 'train'}", f"train.output_dir={tmp_path / 'runs'}",
          f"data.cache_dir={tmp_path / 'cache'}", "data.val_fraction=0.34", "train.epochs=3",
-         "data.sampler=weighted", "train.ema_decay=0.5", "train.select_metric=ema_val_macro_f1"],
+         "train.ema_decay=0.5", "train.select_metric=ema_val_macro_f1"],
         capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = list((tmp_path / "runs").iterdir())  # one run folder, written by rank 0 only
