@@ -26,7 +26,7 @@ from facemask.data.labels import ATTRIBUTES, CLASS_NAMES, NUM_CLASSES, decode  #
 from facemask.data.loaders import decoding_of  # noqa: E402
 from facemask.errors import FacemaskError  # noqa: E402
 from facemask.evaluation.metrics import classification_metrics  # noqa: E402
-from facemask.io import atomic_write_text, first_line  # noqa: E402
+from facemask.io import atomic_write, atomic_write_text, first_line  # noqa: E402
 from facemask.runs import CONFIG, METRICS, REPORT, REPORT_DIR, VAL_PREDICTIONS  # noqa: E402
 
 ERRORS_PER_GRID = 16
@@ -34,7 +34,7 @@ ERRORS_PER_GRID = 16
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))  # a crash leaves no half PNG
     plt.close(fig)
     return path
 
