@@ -2,6 +2,7 @@
 augmentation presets, and the robustness framings + table used by benchmarks/robustness.py."""
 import json
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,25 @@ def test_detector_plugins_by_module_path_and_unknown_names_are_one_line_errors()
     trust_detector("no_such_module_x:make")
     with pytest.raises(ConfigError, match="cannot import"):
         get_detector("no_such_module_x:make")
+
+
+def test_each_thread_gets_its_own_face_detector():
+    """dlib's detector is not thread-safe: `facemask serve` (and a web app calling facemask.load(...).predict from
+    its threads) crashed when two threads scanned with one. Each thread builds its own, once."""
+    mine = get_detector("hog")  # built here first, as facemask.load does before serving
+    found = {}
+
+    def build(name):
+        found[name] = (get_detector("hog"), get_detector("hog"))
+
+    threads = [threading.Thread(target=build, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert found["a"][0] is found["a"][1] and found["b"][0] is found["b"][1]  # built once per thread
+    assert len({id(mine), id(found["a"][0]), id(found["b"][0])}) == 3  # never shared between threads
+    assert get_detector("hog") is mine
 
 
 def test_hog_detector_runs_offline_and_returns_boxes_in_photo_pixels(demo_root):

@@ -2,7 +2,6 @@
 mode kept byte-identical to a direct computation."""
 import io
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -76,17 +75,6 @@ def test_every_face_of_a_group_photo_is_found_on_its_person_and_answered(runs, d
         assert sum(face.probs["classes"]) == pytest.approx(1, abs=1e-4)
         assert sum(face.probs["mask"].values()) == pytest.approx(1, abs=1e-4)
     assert sorted(hits) == [0, 1, 2]  # each pasted person once, the 90 px one included
-
-
-def test_one_model_answers_from_several_threads_at_once(runs, demo_root):
-    """A web app calls predict from its worker threads: one model, the same answers in every thread. (The crash
-    of a dlib detector shared by threads showed in `facemask serve`, see test_serve.py, not here.)"""
-    photo, _ = group_photo(demo_root)
-    model = facemask.load(runs["faces"])
-    expected = [f.to_dict() for f in model.predict(photo)]
-    with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(lambda _: [f.to_dict() for f in model.predict(photo)], range(12)))
-    assert all(answer == expected for answer in answers)
 
 
 def test_each_face_is_framed_as_training_framed_it(runs, demo_root):

@@ -24,7 +24,6 @@ import os
 import re
 import socket
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -81,7 +80,6 @@ class Batcher:
         self.model, self.max_batch, self.max_wait = model, max_batch, max_wait_ms / 1000
         self.queue: asyncio.Queue = asyncio.Queue()
         self.network = ThreadPoolExecutor(1, thread_name_prefix="facemask-network")  # one copy of the model
-        self.batches: deque[int] = deque(maxlen=10_000)  # sizes of the latest batches run
 
     async def answer(self, photo: Photo) -> tuple[Photo, int]:
         """The photo with its answers, and the size of the micro-batch that answered it."""
@@ -103,7 +101,6 @@ class Batcher:
                 except asyncio.TimeoutError:
                     break
             photos = [photo for photo, _ in batch]
-            self.batches.append(len(photos))
             try:
                 await loop.run_in_executor(self.network, self.model.answer, photos)
             except Exception as err:  # noqa: BLE001 - every waiting request gets the error, the loop goes on

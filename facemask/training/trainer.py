@@ -122,6 +122,12 @@ def metric_columns(ema: bool = False) -> list[str]:
     return columns + ["epoch_seconds", "train_images_per_second"]
 
 
+def run_loss(cfg: Config, train_labels: np.ndarray | None = None) -> torch.nn.Module:
+    """The loss for the run's head (the multi heads get theirs); ``train_labels`` for class weights."""
+    return create_loss(cfg.loss, train_labels, multihead=cfg.model.head == "multi",
+                       age_bins=AGE_BINS if cfg.model.head == "multi_age" else 0)
+
+
 def check_config(cfg: Config, resuming: bool = False) -> None:
     """Every option, before any data is read or folder written: ranges (Config.validate), then every name that
     picks a component from a registry, and the face detector itself (dlib installed? a plug-in allowed?). A
@@ -136,8 +142,7 @@ def check_config(cfg: Config, resuming: bool = False) -> None:
     batch_augment(cfg, torch.device("cpu"))  # validates data.augment_mode and the batch presets' parameters
     decoding_of(cfg)  # data.resize, data.face_* and the face detector itself (dlib installed?)
     EpochSampler([0], 0, cfg.data.sampler)
-    create_loss(cfg.loss, multihead=cfg.model.head == "multi",
-                age_bins=AGE_BINS if cfg.model.head == "multi_age" else 0)
+    run_loss(cfg)
     if cfg.model.head == "multi_age" and BatchMixer(cfg.aug).active:
         raise ConfigError("model.head=multi_age trains on exact ages, which batch mixing would blur: set "
                           "aug.mixup_alpha, aug.cutmix_alpha and aug.halfmix_p to 0")
@@ -330,8 +335,7 @@ class Optimisation:
 
 def build_optimisation(cfg: Config, model: torch.nn.Module, train_labels: np.ndarray, updates_per_epoch: int,
                        device: torch.device, ddp: Dist) -> Optimisation:
-    loss_fn = create_loss(cfg.loss, train_labels, multihead=cfg.model.head == "multi",
-                          age_bins=AGE_BINS if cfg.model.head == "multi_age" else 0)
+    loss_fn = run_loss(cfg, train_labels)
     optimizer = create_optimizer(model, cfg.optim)  # before freezing: frozen tensors must be there when melted
     frozen = freeze(model, cfg.model.freeze)
     if frozen:
