@@ -147,3 +147,40 @@ def test_synthetic_masks_are_drawn_on_the_lower_face_and_relabel_it_truthfully()
         from facemask.data.loaders import batch_augment
 
         batch_augment(load_config("configs/tiny.yaml", ["data.augment=flip,synthetic_mask"]), torch.device("cpu"))
+
+
+def test_face_frame_presets_run_first_whatever_their_place_in_the_list():
+    """aug.lower_face is where the mask is in the face crop: a preset that moves or degrades the image (framing,
+    blur, JPEG) must run after the presets drawn there, or a drawn mask would miss the face it labels."""
+    from facemask.data.transforms import preset_names
+
+    assert preset_names("flip,framing,blur,synthetic_mask,mask_colour") == [
+        "synthetic_mask", "mask_colour", "flip", "framing", "blur"]
+    aug = AugConfig(mask_colour_p=1.0, framing_translate=0.3, framing_scale=[0.6, 0.7], blur_p=1.0)
+    late = BatchAugment("framing,blur,mask_colour", aug)(IMAGES, SEEDS)
+    early = BatchAugment("mask_colour,framing,blur", aug)(IMAGES, SEEDS)
+    assert torch.equal(late, early)
+    moved = BatchAugment("framing", aug)(IMAGES, SEEDS)
+    assert not torch.equal(late, moved)
+
+
+def test_synthetic_masks_of_photo_material_come_from_the_photo_itself():
+    from facemask.data.labels import decode, encode
+
+    grey = torch.full((8, 3, 64, 48), 100, dtype=torch.uint8)
+    labels = torch.as_tensor(encode(np.full(8, 2), np.zeros(8, int), np.zeros(8, int)))  # bare faces
+    seeds = torch.arange(8) + 300
+    photo = BatchAugment("synthetic_mask", AugConfig(synthetic_mask_p=1.0, synthetic_mask_photo_p=1.0))
+    out, new = photo(grey, seeds, labels)
+    drawn = (out != 100).any(1)
+    assert drawn.flatten(1).any(1).all() and set(decode(new)[0].tolist()) <= {0, 1}
+    values = out.permute(0, 2, 3, 1)[drawn]  # grey material, tinted and shaded: never a saturated colour
+    assert values.min() >= 100 * 0.6 * 0.5 and values.max() <= 100 * 1.4 * 1.6
+    coloured, _ = BatchAugment("synthetic_mask", AugConfig(synthetic_mask_p=1.0, synthetic_mask_photo_p=0.0))(
+        grey, seeds, labels)
+    spread = coloured.permute(0, 2, 3, 1)[(coloured != 100).any(1)]
+    assert spread.max() > 100 * 1.4 * 1.6 or spread.min() < 100 * 0.6 * 0.5  # random colours reach far beyond
+    alone = [photo(IMAGES[i:i + 1], SEEDS[i:i + 1], labels[i:i + 1]) for i in range(len(IMAGES))]
+    together = photo(IMAGES, SEEDS, labels[:len(IMAGES)])
+    assert torch.equal(torch.cat([a[0] for a in alone]), together[0])  # each image from its own seed alone
+    assert torch.equal(torch.cat([a[1] for a in alone]), together[1])

@@ -8,6 +8,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import inference  # noqa: E402
 import time_to_f1  # noqa: E402
+import unseen_masks  # noqa: E402
 
 from facemask.config import ModelConfig  # noqa: E402
 from facemask.models.factory import create_model  # noqa: E402
@@ -27,3 +28,21 @@ def test_time_to_quality_targets_the_baselines_best_epoch_not_its_last():
     assert result["target"] == 0.39 and result["baseline_epoch"] == 2 and result["baseline_seconds"] == 200.0
     assert result["facemask_epoch"] == 3 and result["ratio"] == pytest.approx(270 / 200)
     assert time_to_f1.time_to_target([(50.0, 0.1)], base)["ratio"] is None
+
+
+def test_unseen_masks_scores_the_mask_attribute_and_summarises_each_split_over_seeds():
+    import numpy as np
+    import pandas as pd
+
+    labels = np.array([0, 3, 6, 9, 12, 15])  # classes of worn, worn, incorrect, incorrect, bare, bare
+    guesses = np.array([6, 0, 6, 12, 12, 14])  # mask states: incorrect, worn, incorrect, bare, bare, bare
+    scores = unseen_masks.unseen_scores(labels, guesses)
+    assert scores["recall_wear"] == 0.5 and scores["recall_incorrect"] == 0.5 and scores["recall_not_wear"] == 1.0
+    from sklearn.metrics import f1_score
+    assert scores["mask_f1"] == pytest.approx(f1_score([0, 0, 1, 1, 2, 2], [1, 0, 1, 2, 2, 2], average="macro"))
+    rows = [{"split": "a->b", "recipe": "r", "seed": seed, "mask_f1": f1, "recall_wear": 0.5, "recall_incorrect": 0.5,
+             "recall_not_wear": 1.0} for seed, f1 in ((1, 0.4), (2, 0.6))]
+    rows.append({**rows[0], "split": "b->a", "mask_f1": 0.9})
+    summary = unseen_masks.seed_summary(pd.DataFrame(rows))
+    assert summary.loc[("a->b", "r"), "mask_f1"] == "0.500 (0.141)"  # mean and sample sd of 0.4 and 0.6
+    assert summary.loc[("b->a", "r"), "mask_f1"] == "0.900 (nan)"  # one seed: no spread, and no other split mixed in

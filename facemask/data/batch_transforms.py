@@ -372,7 +372,10 @@ class SyntheticMask(LowerFace):
     """Draws a mask of a random shape, colour and pattern over the lower face, with probability p, and sets the
     label to what the drawing makes true: over the nose and mouth ("wear"), or below the nose or on the chin
     ("incorrect"). Mask styles are endless and every training set holds a few; faces covered by arbitrary shapes
-    teach "worn" as "nose and mouth covered" rather than as the look of the training set's masks.
+    teach "worn" as "nose and mouth covered" rather than as the look of the training set's masks. Shapes range from
+    rectangles to ellipses, with top and bottom edges bent like a cup and a bottom edge rounded or pointed at the
+    chin (cloth masks, KN95); a share ``aug.synthetic_mask_photo_p`` of them is made of the photo's own material
+    (a small part of it enlarged) rather than a flat colour and a pattern.
 
     No label is ever wrong: on a bare face either kind is drawn; on an incorrectly worn mask, a worn one (the face
     becomes "wear") or another incorrect one (it stays "incorrect"); on a worn mask only a worn one (a lower drawing
@@ -385,6 +388,7 @@ class SyntheticMask(LowerFace):
 
     def __init__(self, aug: AugConfig):
         super().__init__(aug, aug.synthetic_mask_p)
+        self.photo_p = aug.synthetic_mask_photo_p
 
     def draw(self, rng):
         mode = int(rng.choice(3, p=[0.6, 0.27, 0.13]))  # the stand-in's and the competition's mix of modes
@@ -397,7 +401,9 @@ class SyntheticMask(LowerFace):
                 float(rx * rng.uniform(0.85, 1.15)), float(rng.uniform(1.8, 6.0)), float(rng.uniform(-0.6, 0.6)),
                 *(float(v) for v in colour), float(rng.uniform(-0.35, 0.35)), float(rng.integers(5)),
                 float(rng.uniform(2.5, 9)), float(rng.uniform(0, math.pi)), float(rng.uniform(0.15, 0.6)),
-                float(rng.uniform(0, 1000)), float(rng.uniform(-8, 8)))
+                float(rng.uniform(0, 1000)), float(rng.uniform(-8, 8)),
+                float(rng.random() < self.photo_p), *(float(v) for v in rng.uniform(0.6, 1.4, 3)),
+                float(rng.uniform(0, 0.6)), float(rng.uniform(3, 6)), *(float(v) for v in rng.uniform(-1, 1, 2)))
 
     def apply(self, x, params):
         raise ConfigError("data.augment preset 'synthetic_mask' changes labels: it runs through apply_labelled")
@@ -424,6 +430,8 @@ class SyntheticMask(LowerFace):
         rows = rows - tilt / 100 * u  # a slightly tilted mask
         centre, half = (top + bottom) / 2, (bottom - top) / 2
         v = (rows - centre - bend * half * (u ** 2 - 0.5) * 0.5) / half  # a top and bottom edge bent like a cup
+        point = p[:, 22, None, None]  # a bottom edge pointed at the chin (cloth and KN95 masks)
+        v = torch.where(v > 0, v / (1 + point * (1 - u.abs()).clamp(min=0)), v)
         inside = u.abs() ** power + v.abs() ** power
         alpha = ((1 - inside) / 0.15).clamp(0, 1)  # a soft edge
         shading = 1 + p[:, 11, None, None] * v + 0.15 * torch.cos(u * math.pi / 2)  # light from above, rounded
@@ -441,6 +449,17 @@ class SyntheticMask(LowerFace):
         texture = 1 - p[:, 15, None, None] * pattern  # darker where the pattern is
         mask = (base * texture[:, None]).clamp(0, 255)
         index = chosen.to(x.device)
+        # Some masks are made of real material rather than a colour and a pattern: a small part of the photo itself
+        # (hair, clothes, background, a mask), enlarged 3-6x and tinted. The photo's own, so that each image's result
+        # depends on its seed alone, not on the batch it is in.
+        zoom = 1 / p[:, 23]
+        theta = torch.zeros(len(p), 2, 3, dtype=x.dtype, device=x.device)
+        theta[:, 0, 0], theta[:, 1, 1] = zoom, zoom
+        theta[:, 0, 2], theta[:, 1, 2] = p[:, 24] * (1 - zoom), p[:, 25] * (1 - zoom)
+        grid = F.affine_grid(theta, [len(p), 3, h, w], align_corners=False)
+        material = F.grid_sample(x[index], grid, mode="bilinear", padding_mode="border", align_corners=False)
+        material = (material * p[:, 19:22, None, None] * shading[:, None]).clamp(0, 255)
+        mask = torch.where(p[:, 18, None, None, None].bool(), material, mask)
         x[index] = x[index] * (1 - alpha[:, None]) + mask * alpha[:, None]
         new_state = torch.where(p[:, 1] == self.WORN, MASK_NAMES.index("wear"), MASK_NAMES.index("incorrect"))
         labels = labels.clone()
@@ -519,10 +538,10 @@ class BatchAugment:
         """The augmented batch; with ``labels``, (batch, labels) as the labelling presets left them."""
         seeds = seeds.tolist() if isinstance(seeds, torch.Tensor) else list(seeds)
         x = images.float()  # a copy: the presets may work in place
-        for preset, params in zip(self.presets, self.params(seeds)):
-            if isinstance(preset, SyntheticMask):
+        for name, preset, params in zip(self.names, self.presets, self.params(seeds)):
+            if name in LABELLING:
                 if labels is None:
-                    raise ConfigError("data.augment preset 'synthetic_mask' needs the labels")
+                    raise ConfigError(f"data.augment preset {name!r} needs the labels")
                 x, labels = preset.apply_labelled(x, params, labels)
             else:
                 x = preset.apply(x, params.to(x.device))

@@ -128,12 +128,21 @@ class _ResizedCrop:
         return self.by_size[size](image)
 
 
+# Presets drawn in the face crop's own frame (``aug.lower_face`` is where the mask is before anything moves the face):
+# they run first, whatever their place in data.augment, so that framing moves what they drew along with the face and
+# blur, low resolution, JPEG and colour presets degrade it like the rest of the photo.
+FACE_FRAME = ("synthetic_mask", "mask_colour", "mask_texture")  # in this order
+
+
 def preset_names(augment: str) -> list[str]:
+    """The presets of ``data.augment`` in the order they run: the face-frame presets first (masks drawn, then the
+    lower face recoloured and patterned), then the others as listed."""
     names = [name.strip() for name in augment.replace("+", ",").split(",") if name.strip()]
     for name in names:
         if name not in PRESETS:
             raise ConfigError(f"unknown option data.augment={name!r} (known: {', '.join(sorted(PRESETS))})")
-    return names
+    return sorted((name for name in names if name in FACE_FRAME), key=FACE_FRAME.index) + \
+        [name for name in names if name not in FACE_FRAME]
 
 
 def build_transforms(augment: str, aug: AugConfig | None = None) -> tuple[Transform, Transform]:
