@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--out", help="work folder (default: temporary); datasets are reused when there")
     parser.add_argument("overrides", nargs="*", help="dotted overrides for every recipe, e.g. train.epochs=2")
     args = parser.parse_args(argv)
+    if any(override.startswith("train.seed=") for override in args.overrides):
+        parser.error("give training seeds with --train-seeds, not train.seed=")
     kit = Path(args.kit).resolve()
     work = Path(args.out or tempfile.mkdtemp(prefix="facemask-unseen-")).resolve()
     eval_ids = eval_ids_of(kit, args.people, args.eval_fraction, args.seed)

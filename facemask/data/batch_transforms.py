@@ -375,7 +375,7 @@ class SyntheticMask(LowerFace):
     teach "worn" as "nose and mouth covered" rather than as the look of the training set's masks. Shapes range from
     rectangles to ellipses, with top and bottom edges bent like a cup and a bottom edge rounded or pointed at the
     chin (cloth masks, KN95); a share ``aug.synthetic_mask_photo_p`` of them is made of the photo's own material
-    (a small part of it enlarged) rather than a flat colour and a pattern.
+    (a small part of it enlarged, mostly the face's skin) rather than a flat colour and a pattern.
 
     No label is ever wrong: on a bare face either kind is drawn; on an incorrectly worn mask, a worn one (the face
     becomes "wear") or another incorrect one (it stays "incorrect"); on a worn mask only a worn one (a lower drawing
@@ -449,9 +449,9 @@ class SyntheticMask(LowerFace):
         texture = 1 - p[:, 15, None, None] * pattern  # darker where the pattern is
         mask = (base * texture[:, None]).clamp(0, 255)
         index = chosen.to(x.device)
-        # Some masks are made of real material rather than a colour and a pattern: a small part of the photo itself
-        # (hair, clothes, background, a mask), enlarged 3-6x and tinted. The photo's own, so that each image's result
-        # depends on its seed alone, not on the batch it is in.
+        # Some masks are made of real material rather than a colour and a pattern: a small part of the photo itself,
+        # enlarged 3-6x and tinted (mostly the face's own skin, blurred by the enlargement; sometimes hair, clothes,
+        # background or a mask). The photo's own, so that each image's result depends on its seed alone.
         zoom = 1 / p[:, 23]
         theta = torch.zeros(len(p), 2, 3, dtype=x.dtype, device=x.device)
         theta[:, 0, 0], theta[:, 1, 1] = zoom, zoom

@@ -1,5 +1,6 @@
-"""Augmentation presets by name, composed in the order listed (``data.augment: flip,affine,colour,erasing``) with
-their parameters in the ``aug`` config section. They act on uint8 CHW tensors already resized to the input size
+"""Augmentation presets by name, composed in the order listed (``data.augment: flip,affine,colour,erasing``), except
+that the presets drawn in the face crop's frame run first (``FACE_FRAME``), with their parameters in the ``aug``
+config section. They act on uint8 CHW tensors already resized to the input size
 (torchvision v2 transforms); scaling to float and normalising happen inside the model, so training, evaluation,
 prediction and exported models share one preprocessing.
 
