@@ -46,3 +46,8 @@ def test_unseen_masks_scores_the_mask_attribute_and_summarises_each_split_over_s
     summary = unseen_masks.seed_summary(pd.DataFrame(rows))
     assert summary.loc[("a->b", "r"), "mask_f1"] == "0.500 (0.141)"  # mean and sample sd of 0.4 and 0.6
     assert summary.loc[("b->a", "r"), "mask_f1"] == "0.900 (nan)"  # one seed: no spread, and no other split mixed in
+
+
+def test_unseen_masks_takes_training_seeds_from_train_seeds_only():
+    with pytest.raises(SystemExit):  # before any rendering or training: train.seed= would make every "seed" one run
+        unseen_masks.main(["--kit", "no-such-kit", "train.seed=3"])

@@ -452,14 +452,17 @@ class SyntheticMask(LowerFace):
         # Some masks are made of real material rather than a colour and a pattern: a small part of the photo itself,
         # enlarged 3-6x and tinted (mostly the face's own skin, blurred by the enlargement; sometimes hair, clothes,
         # background or a mask). The photo's own, so that each image's result depends on its seed alone.
-        zoom = 1 / p[:, 23]
-        theta = torch.zeros(len(p), 2, 3, dtype=x.dtype, device=x.device)
-        theta[:, 0, 0], theta[:, 1, 1] = zoom, zoom
-        theta[:, 0, 2], theta[:, 1, 2] = p[:, 24] * (1 - zoom), p[:, 25] * (1 - zoom)
-        grid = F.affine_grid(theta, [len(p), 3, h, w], align_corners=False)
-        material = F.grid_sample(x[index], grid, mode="bilinear", padding_mode="border", align_corners=False)
-        material = (material * p[:, 19:22, None, None] * shading[:, None]).clamp(0, 255)
-        mask = torch.where(p[:, 18, None, None, None].bool(), material, mask)
+        photo = p[:, 18].bool().nonzero().flatten()
+        if len(photo):
+            q = p[photo]
+            zoom = 1 / q[:, 23]
+            theta = torch.zeros(len(q), 2, 3, dtype=x.dtype, device=x.device)
+            theta[:, 0, 0], theta[:, 1, 1] = zoom, zoom
+            theta[:, 0, 2], theta[:, 1, 2] = q[:, 24] * (1 - zoom), q[:, 25] * (1 - zoom)
+            grid = F.affine_grid(theta, [len(q), 3, h, w], align_corners=False)
+            material = F.grid_sample(x[index[photo]], grid, mode="bilinear", padding_mode="border",
+                                     align_corners=False)
+            mask[photo] = (material * q[:, 19:22, None, None] * shading[photo][:, None]).clamp(0, 255)
         x[index] = x[index] * (1 - alpha[:, None]) + mask * alpha[:, None]
         new_state = torch.where(p[:, 1] == self.WORN, MASK_NAMES.index("wear"), MASK_NAMES.index("incorrect"))
         labels = labels.clone()
