@@ -15,6 +15,11 @@ are copied nowhere: the temporary kit links to them.
 
 How a model trained on one family answers the other depends a lot on its training seed (mask F1 0.35 and 0.59 for
 two seeds of one recipe): compare recipes over several --train-seeds, which prints each split's mean and spread.
+
+--mask-from RECIPE [RECIPE ...] also scores every other recipe with its mask answer taken from these recipes' runs
+of the same seed, their mask probabilities averaged (`facemask predict A B --weights 1 0 --mask-weights 0 1`).
+--reuse-runs takes a run from --out's runs/ instead of training when its saved config is the one this command would
+train (the recipe, data, seed and epochs).
 """
 from __future__ import annotations
 
@@ -33,10 +38,14 @@ from sklearn.metrics import f1_score, recall_score
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from dataclasses import asdict  # noqa: E402
+
 from facemask.config import load_config  # noqa: E402
 from facemask.data.labels import MASK_NAMES, attribute_of  # noqa: E402
+from facemask.errors import FacemaskError  # noqa: E402
 from facemask.evaluation.metrics import macro_f1  # noqa: E402
-from facemask.inference.predict import run_probs  # noqa: E402
+from facemask.inference.predict import combine, run_probs  # noqa: E402
+from facemask.runs import Run  # noqa: E402
 from facemask.training.trainer import fit  # noqa: E402
 
 SURGICAL = [("surgical", ""), ("surgical_blue", ""), ("surgical_green", ""), ("surgical", "skyblue"),
@@ -104,6 +113,32 @@ def unseen_scores(labels: np.ndarray, predictions: np.ndarray) -> dict:
             "macro_f1": macro_f1(labels, predictions)}
 
 
+def trained_run(cfg, runs: Path) -> Path | None:
+    """The newest run under ``runs`` with a best.pt whose saved config is ``cfg`` (except where runs are written)."""
+    wanted = asdict(cfg)
+    wanted["train"].pop("output_dir")
+    for folder in sorted(runs.glob(f"{cfg.train.name}-*"), reverse=True):
+        if (folder / "best.pt").is_file():
+            try:
+                saved = asdict(Run.open(folder).config())
+            except FacemaskError:  # e.g. saved by a version with options this one does not know
+                continue
+            saved["train"].pop("output_dir")
+            if saved == wanted:
+                return folder
+    return None
+
+
+def with_mask_from(probs: dict[str, np.ndarray], sources: list[str]) -> dict[str, np.ndarray]:
+    """Each recipe not in ``sources`` with its mask answer from the mean of the sources' mask probabilities, and its
+    own gender and age given the mask: "cpu, mask from f_5" -> (N, 18)."""
+    others = [stem for stem in probs if stem not in sources]
+    return {f"{stem}, mask from {'+'.join(sources)}": combine([probs[stem]] + [probs[m] for m in sources], "soft",
+                                                             [1.0] + [0.0] * len(sources),
+                                                             mask_weights=[0.0] + [1.0] * len(sources))
+            for stem in others}
+
+
 COLUMNS = ["mask_f1", "recall_wear", "recall_incorrect", "recall_not_wear"]
 
 
@@ -126,10 +161,18 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--tta", default=None)
     parser.add_argument("--splits", nargs="+", choices=list(SPLITS), default=list(SPLITS), help="which splits to run")
     parser.add_argument("--out", help="work folder (default: temporary); datasets are reused when there")
+    parser.add_argument("--reuse-runs", action="store_true",
+                        help="take a run from OUT/runs instead of training when its saved config is the same")
+    parser.add_argument("--mask-from", metavar="RECIPE", nargs="+",
+                        help="also score each other recipe with the mask answer from these (file stems), averaged")
     parser.add_argument("overrides", nargs="*", help="dotted overrides for every recipe, e.g. train.epochs=2")
     args = parser.parse_args(argv)
     if any(override.startswith("train.seed=") for override in args.overrides):
         parser.error("give training seeds with --train-seeds, not train.seed=")
+    stems = [Path(config).stem for config in args.configs]
+    if args.mask_from is not None and (not set(args.mask_from) <= set(stems) or set(stems) <= set(args.mask_from)):
+        parser.error(f"--mask-from {' '.join(args.mask_from)}: name some of the --configs by their stems "
+                     f"({', '.join(stems)}), leaving at least one to take the mask answer")
     kit = Path(args.kit).resolve()
     work = Path(args.out or tempfile.mkdtemp(prefix="facemask-unseen-")).resolve()
     eval_ids = eval_ids_of(kit, args.people, args.eval_fraction, args.seed)
@@ -142,17 +185,23 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         answers = pd.read_csv(data / "eval_answers.csv", dtype={"ImageID": str})
         files = [str(data / "eval" / "images" / i) for i in answers["ImageID"]]
         for seed in args.train_seeds:
+            probs = {}
             for config in args.configs:
                 cfg = load_config(config, [f"data.root={data / 'train'}", f"train.output_dir={work / 'runs'}",
                                            f"train.epochs={args.epochs}", f"data.cache_dir={work / 'cache'}",
                                            f"train.name={Path(config).stem}-{name}", "track.mlflow=false",
                                            "train.report=false", "train.progress=false", "data.val_fraction=0.1",
                                            f"train.seed={seed}", *args.overrides])
-                run = fit(cfg)
-                predictions = run_probs(run, files, args.tta, progress=False).argmax(1)
-                scores = unseen_scores(answers["ans"].to_numpy(), predictions)
-                rows.append({"split": split, "recipe": Path(config).stem, "seed": seed, **scores, "run": str(run)})
-                print(f"{split:>17}  {Path(config).stem:<18} seed {seed:<3} mask F1 {scores['mask_f1']:.4f}  recall "
+                run = (trained_run(cfg, work / "runs") if args.reuse_runs else None) or fit(cfg)
+                probs[Path(config).stem] = run_probs(run, files, args.tta, progress=False), run
+            recipes = list(probs.items())
+            if args.mask_from is not None:
+                combined = with_mask_from({stem: p for stem, (p, _) in probs.items()}, args.mask_from)
+                recipes += [(name, (p, probs[name.split(",")[0]][1])) for name, p in combined.items()]
+            for recipe, (p, run) in recipes:
+                scores = unseen_scores(answers["ans"].to_numpy(), p.argmax(1))
+                rows.append({"split": split, "recipe": recipe, "seed": seed, **scores, "run": str(run)})
+                print(f"{split:>17}  {recipe:<18} seed {seed:<3} mask F1 {scores['mask_f1']:.4f}  recall "
                       f"worn {scores['recall_wear']:.3f}  incorrect {scores['recall_incorrect']:.3f}  not worn "
                       f"{scores['recall_not_wear']:.3f}  (macro F1 {scores['macro_f1']:.4f})", flush=True)
     table = pd.DataFrame(rows)

@@ -133,7 +133,8 @@ def predict_competition(args: argparse.Namespace, runs: list[str]) -> None:
         if path is not None and path.is_dir():
             raise FacemaskError(f"{option} {path} is a folder; name the CSV file to write")
     info, scores = predict_folder(runs, args.data, tta=args.tta, engine=args.engine, vote=args.vote,
-                                  weights=args.weights, checkpoint=args.checkpoint, device=args.device,
+                                  weights=args.weights, mask_weights=args.mask_weights,
+                                  checkpoint=args.checkpoint, device=args.device,
                                   progress=not args.quiet, precision=args.precision,
                                   trust_run_code=args.trust_run_code)
     if args.save_probs:
@@ -152,8 +153,9 @@ def predict_photo_files(args: argparse.Namespace, runs: list[str], paths: list[s
         raise FacemaskError("--save-probs is for --data (competition mode); photos mode writes the probabilities")
     out = Path(args.out or "faces.csv")
     model = load(runs, device=args.device, engine=args.engine, tta=args.tta, checkpoint=args.checkpoint,
-                 weights=args.weights, vote=args.vote, precision=args.precision, min_face=args.min_face,
-                 face_threshold=args.face_threshold, no_face=args.no_face, trust_run_code=args.trust_run_code)
+                 weights=args.weights, mask_weights=args.mask_weights, vote=args.vote, precision=args.precision,
+                 min_face=args.min_face, face_threshold=args.face_threshold, no_face=args.no_face,
+                 trust_run_code=args.trust_run_code)
 
     def progress(done: int, total: int) -> None:
         if not args.quiet:
@@ -343,11 +345,13 @@ facemask predict RUN [RUN ...] PATH [PATH ...] --out faces.csv|faces.json
     answers, the class and the probabilities; other files are listed as skipped
 facemask predict RUN [RUN ...] --data EVAL_FOLDER --out submission.csv
     the competition's eval layout (info.csv + images/): the submission, ImageID,ans (class ids 0..17)
-Several runs make an ensemble (--vote, --weights).""")
+Several runs make an ensemble (--vote, --weights, --mask-weights).""")
     p.add_argument("items", nargs="+", metavar="RUN_OR_PATH", help="run folder(s), then image files or folders")
     p.add_argument("--data", help="competition mode: eval folder with info.csv and images/")
     p.add_argument("--out", help="default: faces.csv (photos) or submission.csv (--data)")
     p.add_argument("--weights", type=float, nargs="+", help="one weight per run (default: equal)")
+    p.add_argument("--mask-weights", type=float, nargs="+", help="soft vote: the mask answer's own weight per run "
+                   "(gender and age keep --weights), e.g. the mask from a model.freeze run")
     p.add_argument("--save-probs", metavar="CSV", help="--data: also write per-image class probabilities")
     p.set_defaults(func=cmd_predict)
 
@@ -401,6 +405,8 @@ Several runs make an ensemble (--vote, --weights).""")
     p.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a request waits for a batch to fill")
     p.add_argument("--export", action="store_true", help="export the runs to ONNX first (then --engine auto uses it)")
     p.add_argument("--weights", type=float, nargs="+", help="one weight per run (default: equal)")
+    p.add_argument("--mask-weights", type=float, nargs="+", help="soft vote: the mask answer's own weight per run "
+                   "(gender and age keep --weights), e.g. the mask from a model.freeze run")
     p.add_argument("--checkpoint", default="best.pt", help="checkpoint file inside the run folder")
     p.add_argument("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda or cuda:N")
     p.add_argument("--min-face", type=int, default=40, help="smallest face width (pixels) to look for")

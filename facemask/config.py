@@ -120,6 +120,7 @@ class OptimConfig:
     momentum: float = 0.9  # SGD-style optimizers only
     nesterov: bool = True  # sgd only
     head_lr: float | None = None  # learning rate of the head; None = lr
+    layer_decay: float = 1.0  # backbone stage k of n (stem = 1) learns at lr * layer_decay ** (n + 1 - k); 1 = off
 
 
 @dataclass
@@ -243,6 +244,7 @@ RANGES: list[tuple[str, Any, str]] = [
     ("loss.age_weight", lambda x: x >= 0, "must be >= 0"),
     ("optim.lr", lambda x: x > 0, "must be > 0"),
     ("optim.head_lr", lambda x: x > 0, "must be > 0"),
+    ("optim.layer_decay", lambda x: 0 < x <= 1, "must be in (0, 1]"),
     ("optim.weight_decay", lambda x: x >= 0, "must be >= 0"),
     ("optim.momentum", lambda x: 0 <= x < 1, "must be between 0 and 1"),
     ("sched.warmup_epochs", lambda x: x >= 0, "must be >= 0"),

@@ -51,3 +51,43 @@ def test_unseen_masks_scores_the_mask_attribute_and_summarises_each_split_over_s
 def test_unseen_masks_takes_training_seeds_from_train_seeds_only():
     with pytest.raises(SystemExit):  # before any rendering or training: train.seed= would make every "seed" one run
         unseen_masks.main(["--kit", "no-such-kit", "train.seed=3"])
+
+
+def test_unseen_masks_checks_mask_from_before_any_rendering():
+    for configs in (["configs/cpu.yaml", "configs/tiny.yaml"], ["configs/cpu.yaml"]):
+        with pytest.raises(SystemExit):  # not a recipe of --configs, or nothing to combine it with
+            unseen_masks.main(["--kit", "no-such-kit", "--configs", *configs, "--mask-from",
+                               "other" if len(configs) == 2 else "cpu"])
+
+
+def test_unseen_masks_takes_the_mask_from_the_mean_of_the_named_recipes():
+    import numpy as np
+
+    from facemask.data.labels import marginals
+
+    rng = np.random.default_rng(0)
+    probs = {name: rng.dirichlet(np.ones(18), size=5) for name in ("cpu", "f_5", "ld7")}
+    combined = unseen_masks.with_mask_from(probs, ["f_5", "ld7"])
+    assert list(combined) == ["cpu, mask from f_5+ld7"]
+    (p,) = combined.values()
+    np.testing.assert_allclose(marginals(p)["mask"], (marginals(probs["f_5"])["mask"] +
+                                                      marginals(probs["ld7"])["mask"]) / 2)
+    grid, own = p.reshape(5, 3, 6), probs["cpu"].reshape(5, 3, 6)
+    np.testing.assert_allclose(grid / grid.sum(2, keepdims=True), own / own.sum(2, keepdims=True))
+
+
+def test_unseen_masks_reuses_only_a_run_trained_with_the_same_config(demo_root, tmp_path):
+    from facemask.config import load_config
+    from facemask.training.trainer import fit
+
+    def cfg(*extra):
+        return load_config("configs/tiny.yaml", [f"data.root={demo_root / 'train'}", "train.epochs=1",
+                                                 f"train.output_dir={tmp_path / 'runs'}", "train.name=tiny-x",
+                                                 f"data.cache_dir={tmp_path / 'cache'}", *extra])
+    assert unseen_masks.trained_run(cfg(), tmp_path / "runs") is None
+    run = fit(cfg())
+    assert unseen_masks.trained_run(cfg(), tmp_path / "runs") == run
+    assert unseen_masks.trained_run(cfg("train.seed=7"), tmp_path / "runs") is None  # another seed is another run
+    assert unseen_masks.trained_run(cfg("optim.layer_decay=0.7"), tmp_path / "runs") is None
+    (run / "best.pt").unlink()  # an unfinished run is never reused
+    assert unseen_masks.trained_run(cfg(), tmp_path / "runs") is None

@@ -51,6 +51,67 @@ def test_soft_and_hard_ensembles_with_weights(two_runs, demo_root, tmp_path):
     np.testing.assert_array_equal(pd.read_csv(out).ans.to_numpy(), combine([pa, pb], "hard").argmax(1))
 
 
+def test_mask_weights_take_the_mask_from_one_run_and_gender_and_age_from_another(two_runs, demo_root, tmp_path):
+    from facemask.data.labels import marginals
+
+    info, files = _eval_files(demo_root)
+    pa, pb = (run_probs(run, files, progress=False) for run in two_runs)
+    probs_out = tmp_path / "probs.csv"
+    out = tmp_path / "sub.csv"
+    assert main(["predict", *map(str, two_runs), "--data", str(demo_root / "eval"), "--out", str(out),
+                 "--weights", "0", "1", "--mask-weights", "1", "0", "--save-probs", str(probs_out), "-q"]) == 0
+    saved = pd.read_csv(probs_out, dtype={"ImageID": str})[[f"p{i}" for i in range(18)]].to_numpy()
+    # the mask is run a's, gender and age given the mask are run b's
+    np.testing.assert_allclose(marginals(saved)["mask"], marginals(pa)["mask"], atol=1e-5)
+    grid_b, grid = pb.reshape(-1, 3, 6), saved.reshape(-1, 3, 6)
+    np.testing.assert_allclose(grid / grid.sum(2, keepdims=True), grid_b / grid_b.sum(2, keepdims=True), atol=1e-5)
+    np.testing.assert_array_equal(pd.read_csv(out).ans.to_numpy(), saved.argmax(1))
+    # equal mask weights and weights are the ordinary soft vote
+    np.testing.assert_allclose(combine([pa, pb], "soft", [1, 3], [1, 3]), combine([pa, pb], "soft", [1, 3]),
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--mask-weights", "1"], "--mask-weights has 1 values for 2 runs"),
+    (["--mask-weights", "1", "0", "--vote", "hard"], "--mask-weights needs --vote soft"),
+    (["--mask-weights", "0", "0"], "--mask-weights must be finite, non-negative and not all zero"),
+])
+def test_mask_weights_are_checked_before_any_image_is_read(two_runs, demo_root, tmp_path, capsys, extra, message,
+                                                          monkeypatch):
+    import facemask.inference.predict as predict
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an image was read")
+    monkeypatch.setattr(predict, "run_probs", refuse)
+    assert main(["predict", *map(str, two_runs), "--data", str(demo_root / "eval"), "--out",
+                 str(tmp_path / "sub.csv"), "-q", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "sub.csv").exists()
+
+
+def test_a_broken_second_run_fails_before_the_first_one_reads_an_image(two_runs, demo_root, tmp_path, capsys,
+                                                                      monkeypatch):
+    import shutil
+
+    import facemask.inference.predict as predict
+
+    broken = tmp_path / "broken"
+    shutil.copytree(two_runs[1], broken)
+    state = torch.load(broken / "best.pt", weights_only=True)
+    state["config"]["aug"]["no_such_option"] = 1  # saved by a version with options this one does not know
+    torch.save(state, broken / "best.pt")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an image was read")
+    monkeypatch.setattr(predict, "engine_probs", refuse)
+    assert main(["predict", str(two_runs[0]), str(broken), "--data", str(demo_root / "eval"), "--out",
+                 str(tmp_path / "sub.csv"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "saved config is invalid" in err and str(broken) in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "sub.csv").exists()
+
+
 def test_hard_vote_majority_and_tie_break():
     one_hot = np.eye(18)
     a = 0.6 * one_hot[[1, 2]] + 0.4 / 18

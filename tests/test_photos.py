@@ -2,6 +2,7 @@
 mode kept byte-identical to a direct computation."""
 import io
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -164,6 +165,28 @@ def test_ensembles_tta_and_onnx_work_in_photos_mode(runs, demo_root, tmp_path):
                                atol=1e-5)  # the same run twice averages to itself
     with pytest.raises(ConfigError, match="must agree on data.face_crop"):
         facemask.load([runs["faces"], runs["whole"]])
+    # mask_weights: the mask from one run, gender and age from the other; the reported class probabilities are the
+    # combination the answers come from. The other run: a copy whose head leans to "not worn".
+    other = tmp_path / "other"
+    shutil.copytree(runs["faces"], other)
+    state = torch.load(other / "best.pt", weights_only=True)
+    bias = next(k for k in state["model"] if k.startswith("head") and k.endswith("bias"))
+    state["model"][bias][12:] += 4.0
+    torch.save(state, other / "best.pt")
+    single = facemask.load(runs["faces"], engine="torch").predict(photo)
+    leaning = facemask.load(other, engine="torch").predict(photo)
+    mixed_model = facemask.load([runs["faces"], other], weights=[1, 0], mask_weights=[0, 1], engine="torch")
+    assert mixed_model.info["mask_weights"] == [0.0, 1.0]
+    mixed = mixed_model.predict(photo)
+    assert {f.mask for f in leaning} == {"not wear"} != {f.mask for f in single}
+    assert [f.mask for f in mixed] == [f.mask for f in leaning]
+    for got, mask_from, rest_from in zip(mixed, leaning, single):
+        np.testing.assert_allclose(list(got.probs["mask"].values()), list(mask_from.probs["mask"].values()),
+                                   atol=1e-5)
+        grid, rest = np.reshape(got.probs["classes"], (3, 6)), np.reshape(rest_from.probs["classes"], (3, 6))
+        np.testing.assert_allclose(grid / grid.sum(1, keepdims=True), rest / rest.sum(1, keepdims=True), atol=1e-4)
+    with pytest.raises(ConfigError, match="--mask-weights needs --vote soft"):
+        facemask.load([runs["faces"], runs["faces"]], mask_weights=[0, 1], vote="hard")
 
 
 def test_onnx_engine_does_not_build_the_pytorch_model(runs, monkeypatch):

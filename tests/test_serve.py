@@ -190,6 +190,8 @@ def test_binding_beyond_loopback_needs_a_token_or_insecure(face_run, capsys):
     assert "--token" in err and "--insecure" in err and len(err.strip().splitlines()) == 1
     assert main(["serve", str(face_run), "--max-bytes", "lots"]) == 2
     assert "--max-bytes" in capsys.readouterr().err
+    assert main(["serve", str(face_run), str(face_run), "--mask-weights", "1"]) == 2
+    assert "--mask-weights has 1 values for 2 runs" in capsys.readouterr().err
 
 
 def test_the_page_answers_an_uploaded_photo_in_headless_chromium(server, demo_root, tmp_path, chromium):

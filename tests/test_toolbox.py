@@ -15,6 +15,7 @@ from facemask.data.samplers import EpochSampler
 from facemask.data.transforms import build_transforms, decode_crop
 from facemask.errors import ConfigError, DataError
 from facemask.models.factory import create_model
+from facemask.models.freeze import backbone_stages
 from facemask.training.losses import create_loss
 from facemask.training.mixing import BatchMixer
 from facemask.training.optim import create_optimizer, create_scheduler
@@ -127,6 +128,28 @@ def test_optimizers_from_timm_without_decay_on_norms_and_biases(name, cls):
     assert by_param[id(model.head[1].weight)]["weight_decay"] == 0.05
     assert by_param[id(model.head[1].weight)]["lr"] == 0.1
     assert by_param[id(model.backbone.conv_stem.weight)]["lr"] == 0.001
+
+
+def test_layer_decay_gives_each_backbone_stage_a_smaller_rate_than_the_one_above_it():
+    cfg = cfg_of("optim.lr=0.01", "optim.layer_decay=0.5", "optim.weight_decay=0.05")
+    model = create_model(cfg.model)
+    optimizer = create_optimizer(model, cfg.optim)
+    by_param = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    assert len(by_param) == len([p for p in model.parameters() if p.requires_grad])  # every parameter, once
+    stages = backbone_stages(model.backbone)
+    params = dict(model.backbone.named_parameters())
+    for k, names in enumerate(stages):
+        for name in names:
+            assert by_param[id(params[name])]["lr"] == pytest.approx(0.01 * 0.5 ** (len(stages) - k))
+    assert by_param[id(model.head[1].weight)]["lr"] == 0.01  # the head keeps optim.lr
+    assert by_param[id(model.head[1].bias)]["weight_decay"] == 0
+    assert {id(p) for p in model.backbone.parameters()} <= set(by_param)
+    # the schedule scales every group from its own rate
+    sched = create_scheduler(optimizer, cfg_of("sched.min_lr=0", "sched.warmup_epochs=0").sched, epochs=2,
+                            updates_per_epoch=2)
+    sched.step_update(2)
+    lrs = {g["lr"] / g["initial_lr"] for g in optimizer.param_groups}
+    assert max(lrs) - min(lrs) < 1e-6
 
 
 def test_sgd_nesterov_is_a_setting():
@@ -350,10 +373,17 @@ def test_kfold_trains_each_fold_and_writes_out_of_fold_predictions(demo_root, tm
     assert json.loads((tmp_path / "e.json").read_text())["source"] == "out-of-fold"
 
 
-@pytest.mark.parametrize("recipe", ["seed_team", "winner", "cpu"])
+@pytest.mark.parametrize("recipe", ["seed_team", "winner", "cpu", "cpu_mask"])
 def test_recipes_are_valid(recipe):
     cfg = load_config(f"configs/{recipe}.yaml")
     check_config(cfg)
+
+
+def test_the_mask_companion_is_cpu_yaml_with_the_early_stages_frozen():
+    companion, cpu = load_config("configs/cpu_mask.yaml").to_dict(), load_config("configs/cpu.yaml").to_dict()
+    assert companion["model"].pop("freeze") == 5 and companion["train"].pop("name") == "cpu_mask"
+    cpu["model"].pop("freeze"), cpu["train"].pop("name")
+    assert companion == cpu  # trained on the same data with the same recipe, so that the two runs pair up
 
 
 def test_bf16_precision_for_training_and_prediction(tiny_config, demo_root):

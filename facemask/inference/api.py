@@ -31,7 +31,7 @@ from facemask.data.labels import ATTRIBUTES, CLASS_NAMES, NUM_CLASSES, encode, m
 from facemask.data.loaders import decoding_of
 from facemask.errors import ConfigError, DataError, FacemaskError
 from facemask.inference.engines import Engine, load_engine
-from facemask.inference.predict import check_runs, check_weights, combine
+from facemask.inference.predict import check_mask_weights, check_runs, check_weights, combine
 from facemask.inference.tta import parse_tta
 from facemask.io import cpu_count
 from facemask.runs import BEST
@@ -138,8 +138,9 @@ class Model:
     """One run or a soft / hard ensemble of runs, ready to answer photos. Made by :func:`load`."""
 
     def __init__(self, engines: list[Engine], weights: np.ndarray, vote: str, tta: str | None, framing: Framing,
-                 batch_size: int):
+                 batch_size: int, mask_weights: np.ndarray | None = None):
         self.engines, self.weights, self.vote, self.tta = engines, weights, vote, tta
+        self.mask_weights = mask_weights
         self.views = parse_tta(tta)
         self.framing = framing
         self.batch_size = batch_size
@@ -151,6 +152,7 @@ class Model:
                 "backbones": [e.cfg.model.name for e in self.engines],
                 "input_sizes": [list(e.size) for e in self.engines], "engines": [e.name for e in self.engines],
                 "weights": self.weights.tolist(), "vote": self.vote, "tta": self.tta or "",
+                "mask_weights": None if self.mask_weights is None else self.mask_weights.tolist(),
                 "face_detector": self.framing.detector, "min_face": self.framing.min_face,
                 "face_threshold": self.framing.threshold, "no_face": self.framing.no_face,
                 "classes": list(CLASS_NAMES), "attributes": {k: list(v) for k, v in ATTRIBUTES.items()}}
@@ -204,9 +206,11 @@ class Model:
         for index, engine in enumerate(self.engines):
             crops = np.stack([crop for photo in photos for crop in photo.crops[index]])
             probs.append(self._engine_probs(engine, crops))
-        scores = combine(probs, self.vote, self.weights)  # soft: the weighted mean; hard: votes, then the mean
+        # soft: the weighted mean (the mask from its own weighting with mask_weights); hard: votes, then the mean
+        scores = combine(probs, self.vote, self.weights, self.mask_weights)
         parts = marginals(scores / scores.sum(1, keepdims=True))
-        mean = sum(w * p for w, p in zip(self.weights, probs))  # the class probabilities reported
+        # the class probabilities reported
+        mean = scores if self.vote == "soft" else sum(w * p for w, p in zip(self.weights, probs))
         for row, (_, face) in enumerate(answered):
             # each attribute's answer is its most probable value, so that the answers agree with the bars a user
             # sees; the class is the three combined (the competition's submission takes the top joint class)
@@ -229,8 +233,9 @@ class Model:
 
 def load(runs: str | Path | Sequence[str | Path], *, device: str = "auto", engine: str = "auto",
          tta: str | None = None, checkpoint: str = BEST, weights: Sequence[float] | None = None,
-         vote: str = "soft", precision: str = "fp32", min_face: int = 40, face_threshold: float | None = None,
-         no_face: str = "report", batch_size: int = 64, trust_run_code: bool = False) -> Model:
+         mask_weights: Sequence[float] | None = None, vote: str = "soft", precision: str = "fp32",
+         min_face: int = 40, face_threshold: float | None = None, no_face: str = "report", batch_size: int = 64,
+         trust_run_code: bool = False) -> Model:
     """A run folder (or a list of them: an ensemble) ready to answer photos.
 
     ``engine``: auto (ONNX Runtime when the run has an up-to-date ``facemask export``, else PyTorch), torch or
@@ -238,6 +243,8 @@ def load(runs: str | Path | Sequence[str | Path], *, device: str = "auto", engin
     width in pixels to look for; ``face_threshold``: the detector's score threshold (default: the detector's
     own). ``no_face``: report (an entry saying so) or fallback (answer the crop training used when no face was
     found). A run's saved config may name a face detector to import only with ``trust_run_code``.
+    ``weights``: one per run (default equal); ``mask_weights`` (soft vote only): the mask answer's own weighting of
+    the runs, gender and age keeping ``weights`` (see :func:`facemask.inference.predict.combine`).
     """
     names = [runs] if isinstance(runs, (str, Path)) else list(runs)
     parse_tta(tta)
@@ -250,6 +257,7 @@ def load(runs: str | Path | Sequence[str | Path], *, device: str = "auto", engin
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be at least 1")
     normalised = check_weights(weights, len(names))
+    mask_weights = check_mask_weights(mask_weights, len(names), vote)
     opened = check_runs(names, checkpoint)
     engines = [load_engine(run, engine, device, precision, checkpoint) for run in opened]
     detectors = {e.cfg.data.face_crop for e in engines}
@@ -265,4 +273,4 @@ def load(runs: str | Path | Sequence[str | Path], *, device: str = "auto", engin
         get_detector(detector)  # a detector that cannot load (or is not trusted) fails here, before any photo
     decodings = tuple(decoding_of(e.cfg, load_detector=False) for e in engines)
     framing = Framing(tuple(e.size for e in engines), decodings, detector, min_face, face_threshold, no_face, trusted)
-    return Model(engines, normalised, vote, tta, framing, batch_size)
+    return Model(engines, normalised, vote, tta, framing, batch_size, mask_weights)

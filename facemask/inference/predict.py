@@ -14,7 +14,7 @@ from tqdm import tqdm
 from facemask.config import Config
 from facemask.data.corrections import load_samples
 from facemask.data.faces import trust_detector
-from facemask.data.labels import NUM_CLASSES
+from facemask.data.labels import NUM_CLASSES, marginals
 from facemask.data.layout import read_eval, read_train
 from facemask.data.loaders import load_pixels, make_loader
 from facemask.data.transforms import build_transforms
@@ -68,14 +68,24 @@ def run_probs(run: str | Path | Run, files: Sequence[str], tta: str | None = Non
     return engine_probs(loaded, files, tta, progress)
 
 
-def combine(probs: Sequence[np.ndarray], vote: str = "soft", weights: Sequence[float] | None = None) -> np.ndarray:
+def combine(probs: Sequence[np.ndarray], vote: str = "soft", weights: Sequence[float] | None = None,
+            mask_weights: Sequence[float] | None = None) -> np.ndarray:
     """Ensemble scores (N, 18) whose argmax is the answer.
 
     soft: weighted mean of probabilities. hard: each run votes for its top class with its weight; ties are broken
-    by the summed (weighted) probability.
+    by the summed (weighted) probability. ``mask_weights`` (soft only): the mask answer comes from its own weighting
+    of the runs, p(mask) = sum_r mask_weights[r] * p_r(mask), and gender and age from ``weights``, as
+    p(gender, age | mask) of their weighted mean; e.g. the mask from a run whose backbone was kept closer to
+    ImageNet (it travels better to unfamiliar masks), gender and age from a fully fine-tuned one.
     """
     weights = check_weights(weights, len(probs))
     mean = sum(w * p for w, p in zip(weights, probs))
+    mask_weights = check_mask_weights(mask_weights, len(probs), vote)
+    if mask_weights is not None:
+        mask = sum(w * marginals(p)["mask"] for w, p in zip(mask_weights, probs))
+        grid = mean.reshape(len(mean), 3, NUM_CLASSES // 3)
+        given_mask = grid / np.maximum(grid.sum(2, keepdims=True), 1e-12)
+        mean = (mask[:, :, None] * given_mask).reshape(len(mean), NUM_CLASSES)
     if vote == "soft":
         return mean
     if vote == "hard":
@@ -84,14 +94,23 @@ def combine(probs: Sequence[np.ndarray], vote: str = "soft", weights: Sequence[f
     raise ConfigError(f"unknown --vote {vote!r} (known: soft, hard)")
 
 
-def check_weights(weights: Sequence[float] | None, runs: int) -> np.ndarray:
+def check_weights(weights: Sequence[float] | None, runs: int, option: str = "--weights") -> np.ndarray:
     """One non-negative weight per run (default equal), normalised to sum 1."""
     weights = np.ones(runs) if weights is None else np.asarray(weights, dtype=np.float64)
     if len(weights) != runs:
-        raise ConfigError(f"--weights has {len(weights)} values for {runs} runs")
+        raise ConfigError(f"{option} has {len(weights)} values for {runs} runs")
     if not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
-        raise ConfigError("--weights must be finite, non-negative and not all zero")
+        raise ConfigError(f"{option} must be finite, non-negative and not all zero")
     return weights / weights.sum()
+
+
+def check_mask_weights(mask_weights: Sequence[float] | None, runs: int, vote: str) -> np.ndarray | None:
+    """None, or one non-negative weight per run for the mask answer, normalised; only with the soft vote."""
+    if mask_weights is None:
+        return None
+    if vote != "soft":
+        raise ConfigError("--mask-weights needs --vote soft (the mask is a weighted mean of probabilities)")
+    return check_weights(mask_weights, runs, option="--mask-weights")
 
 
 def check_runs(runs: Sequence[str | Path], checkpoint: str = BEST) -> list[Run]:
@@ -102,21 +121,24 @@ def check_runs(runs: Sequence[str | Path], checkpoint: str = BEST) -> list[Run]:
 
 
 def predict_folder(runs: Sequence[str | Path], data: str, *, tta: str | None = None, engine: str = "auto",
-                   vote: str = "soft", weights: Sequence[float] | None = None, checkpoint: str = BEST,
-                   device: str = "auto", progress: bool = True, precision: str = "fp32",
+                   vote: str = "soft", weights: Sequence[float] | None = None,
+                   mask_weights: Sequence[float] | None = None, checkpoint: str = BEST, device: str = "auto",
+                   progress: bool = True, precision: str = "fp32",
                    trust_run_code: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
     """(info.csv rows, ensemble scores (N, 18)) for an eval folder (info.csv + images/)."""
     parse_tta(tta)
     check_weights(weights, len(runs))
     if vote not in ("soft", "hard"):
         raise ConfigError(f"unknown --vote {vote!r} (known: soft, hard)")
+    check_mask_weights(mask_weights, len(runs), vote)
     runs = check_runs(runs, checkpoint)
     info, table = read_eval(data)
     if info.empty:
         raise DataError(f"{Path(data)}: info.csv lists no images")
-    probs = [run_probs(run, table["file"].tolist(), tta, engine, checkpoint, device, progress, precision,
-                       trust_run_code) for run in runs]
-    return info, combine(probs, vote, weights)
+    # every run's model is loaded before any image is read: a bad second run fails before the first one's work
+    engines = [open_engine(run, engine, device, precision, checkpoint, trust_run_code) for run in runs]
+    probs = [engine_probs(loaded, table["file"].tolist(), tta, progress) for loaded in engines]
+    return info, combine(probs, vote, weights, mask_weights)
 
 
 def save_probs(image_ids: Sequence[str], probs: np.ndarray, path: str | Path) -> None:

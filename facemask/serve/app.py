@@ -330,7 +330,8 @@ def serve(args: argparse.Namespace) -> None:
                 log.info("exporting %s to ONNX", run.path)
                 export_onnx(run.path, checkpoint=run.checkpoint)
     model = load([run.path for run in runs], device=args.device, engine=args.engine, tta=args.tta,
-                 checkpoint=args.checkpoint, weights=args.weights, vote=args.vote, precision=args.precision,
+                 checkpoint=args.checkpoint, weights=args.weights, mask_weights=args.mask_weights, vote=args.vote,
+                 precision=args.precision,
                  min_face=args.min_face, face_threshold=args.face_threshold, no_face=args.no_face,
                  batch_size=64, trust_run_code=args.trust_run_code)
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET

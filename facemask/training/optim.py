@@ -1,9 +1,11 @@
 """Optimizers and LR schedules from timm's factories.
 
-Parameter groups: no weight decay on norms and biases (timm's param_groups_weight_decay), and the head can have
-its own learning rate (optim.head_lr). Schedules are timm's, stepped per iteration (``step_update``) where the
-schedule is defined over time (warmup, cosine, step, multistep, exponential) and per epoch on the validation
-macro F1 for plateau; their state is saved in last.pt and restored on resume.
+Parameter groups: no weight decay on norms and biases (timm's param_groups_weight_decay), and the head can have its
+own learning rate (optim.head_lr), and with optim.layer_decay each backbone stage learns more slowly than the one
+above it (layer-wise learning-rate decay: the early stages keep more of their ImageNet features). Schedules are
+timm's, stepped per iteration (``step_update``) where the schedule is defined over time (warmup, cosine, step,
+multistep, exponential) and per epoch on the validation macro F1 for plateau; their state is saved in last.pt and
+restored on resume.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from timm.scheduler.scheduler import Scheduler
 
 from facemask.config import OptimConfig, SchedConfig
 from facemask.errors import ConfigError
+from facemask.models.freeze import backbone_stages
 
 SCHEDULES = ("none", "step", "multistep", "exponential", "cosine", "plateau")
 
@@ -27,9 +30,22 @@ def check_names(optim: OptimConfig, sched: SchedConfig) -> None:
 
 
 def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
+    """Weight-decay groups of the backbone and the head; with optim.layer_decay < 1, one pair per backbone stage.
+
+    Written here rather than with create_optimizer_v2's own layer_decay because that one needs the model itself to
+    have timm's group_matcher, and ours wraps the backbone with its preprocessing and head."""
+    head_lr = cfg.head_lr if cfg.head_lr is not None else cfg.lr
+    parts = [(model.backbone, cfg.lr, None)]
+    if cfg.layer_decay < 1:
+        stages = backbone_stages(model.backbone)
+        parts = [(model.backbone, cfg.lr * cfg.layer_decay ** (len(stages) - k), set(names))
+                 for k, names in enumerate(stages)]
     groups = []
-    for part, lr in ((model.backbone, cfg.lr), (model.head, cfg.head_lr if cfg.head_lr is not None else cfg.lr)):
+    for part, lr, names in parts + [(model.head, head_lr, None)]:
         for group in param_groups_weight_decay(part, cfg.weight_decay):
+            if names is not None:
+                named = {id(p): n for n, p in part.named_parameters()}
+                group = {**group, "params": [p for p in group["params"] if named[id(p)] in names]}
             groups.append({**group, "lr": lr})
     return [g for g in groups if g["params"]]
 
