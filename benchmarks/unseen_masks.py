@@ -44,8 +44,8 @@ from facemask.config import load_config  # noqa: E402
 from facemask.data.labels import MASK_NAMES, attribute_of  # noqa: E402
 from facemask.errors import FacemaskError  # noqa: E402
 from facemask.evaluation.metrics import macro_f1  # noqa: E402
-from facemask.inference.predict import combine, run_probs  # noqa: E402
-from facemask.runs import Run  # noqa: E402
+from facemask.inference.predict import answers, run_probs  # noqa: E402
+from facemask.runs import EVAL, Run  # noqa: E402
 from facemask.training.trainer import fit  # noqa: E402
 
 SURGICAL = [("surgical", ""), ("surgical_blue", ""), ("surgical_green", ""), ("surgical", "skyblue"),
@@ -114,11 +114,11 @@ def unseen_scores(labels: np.ndarray, predictions: np.ndarray) -> dict:
 
 
 def trained_run(cfg, runs: Path) -> Path | None:
-    """The newest run under ``runs`` with a best.pt whose saved config is ``cfg`` (except where runs are written)."""
+    """The newest finished run under ``runs`` whose saved config is ``cfg`` (except where runs are written)."""
     wanted = asdict(cfg)
     wanted["train"].pop("output_dir")
     for folder in sorted(runs.glob(f"{cfg.train.name}-*"), reverse=True):
-        if (folder / "best.pt").is_file():
+        if (folder / EVAL).is_file():  # written when training ends: a run killed before that is never reused
             try:
                 saved = asdict(Run.open(folder).config())
             except FacemaskError:  # e.g. saved by a version with options this one does not know
@@ -129,14 +129,14 @@ def trained_run(cfg, runs: Path) -> Path | None:
     return None
 
 
-def with_mask_from(probs: dict[str, np.ndarray], sources: list[str]) -> dict[str, np.ndarray]:
-    """Each recipe not in ``sources`` with its mask answer from the mean of the sources' mask probabilities, and its
-    own gender and age given the mask: "cpu, mask from f_5" -> (N, 18)."""
-    others = [stem for stem in probs if stem not in sources]
-    return {f"{stem}, mask from {'+'.join(sources)}": combine([probs[stem]] + [probs[m] for m in sources], "soft",
-                                                             [1.0] + [0.0] * len(sources),
-                                                             mask_weights=[0.0] + [1.0] * len(sources))
-            for stem in others}
+def with_mask_from(probs: dict[str, np.ndarray], sources: list[str]) -> dict[str, tuple[str, np.ndarray]]:
+    """Each recipe not in ``sources`` answered with the mask from the mean of the sources' mask probabilities, and
+    its own gender and age given that mask (`facemask predict` with --mask-weights): "cpu, mask from f_5" ->
+    ("cpu", class ids (N,))."""
+    weights, mask_weights = [1.0] + [0.0] * len(sources), [0.0] + [1.0] * len(sources)
+    return {f"{stem}, mask from {'+'.join(sources)}":
+            (stem, answers([probs[stem]] + [probs[m] for m in sources], "soft", weights, mask_weights))
+            for stem in probs if stem not in sources}
 
 
 COLUMNS = ["mask_f1", "recall_wear", "recall_incorrect", "recall_not_wear"]
@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         name = split.replace("->", "-to-")
         data = render(styled_kit(kit, work / f"kit-{name}", train_styles, eval_styles, eval_ids), work / name,
                       args.people, args.eval_fraction, args.seed)
-        answers = pd.read_csv(data / "eval_answers.csv", dtype={"ImageID": str})
-        files = [str(data / "eval" / "images" / i) for i in answers["ImageID"]]
+        answers_of_eval = pd.read_csv(data / "eval_answers.csv", dtype={"ImageID": str})
+        files = [str(data / "eval" / "images" / i) for i in answers_of_eval["ImageID"]]
         for seed in args.train_seeds:
             probs = {}
             for config in args.configs:
@@ -194,13 +194,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                                            f"train.seed={seed}", *args.overrides])
                 run = (trained_run(cfg, work / "runs") if args.reuse_runs else None) or fit(cfg)
                 probs[Path(config).stem] = run_probs(run, files, args.tta, progress=False), run
-            recipes = list(probs.items())
+            recipes = [(stem, p.argmax(1), [run]) for stem, (p, run) in probs.items()]
             if args.mask_from is not None:
                 combined = with_mask_from({stem: p for stem, (p, _) in probs.items()}, args.mask_from)
-                recipes += [(name, (p, probs[name.split(",")[0]][1])) for name, p in combined.items()]
-            for recipe, (p, run) in recipes:
-                scores = unseen_scores(answers["ans"].to_numpy(), p.argmax(1))
-                rows.append({"split": split, "recipe": recipe, "seed": seed, **scores, "run": str(run)})
+                recipes += [(name, guesses, [probs[stem][1]] + [probs[m][1] for m in args.mask_from])
+                            for name, (stem, guesses) in combined.items()]
+            for recipe, guesses, runs in recipes:
+                scores = unseen_scores(answers_of_eval["ans"].to_numpy(), guesses)
+                rows.append({"split": split, "recipe": recipe, "seed": seed, **scores,
+                             "run": ";".join(str(run) for run in runs)})
                 print(f"{split:>17}  {recipe:<18} seed {seed:<3} mask F1 {scores['mask_f1']:.4f}  recall "
                       f"worn {scores['recall_wear']:.3f}  incorrect {scores['recall_incorrect']:.3f}  not worn "
                       f"{scores['recall_not_wear']:.3f}  (macro F1 {scores['macro_f1']:.4f})", flush=True)

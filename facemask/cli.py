@@ -132,7 +132,7 @@ def predict_competition(args: argparse.Namespace, runs: list[str]) -> None:
     for path, option in ((out, "--out"), (Path(args.save_probs) if args.save_probs else None, "--save-probs")):
         if path is not None and path.is_dir():
             raise FacemaskError(f"{option} {path} is a folder; name the CSV file to write")
-    info, scores = predict_folder(runs, args.data, tta=args.tta, engine=args.engine, vote=args.vote,
+    info, scores, labels = predict_folder(runs, args.data, tta=args.tta, engine=args.engine, vote=args.vote,
                                   weights=args.weights, mask_weights=args.mask_weights,
                                   checkpoint=args.checkpoint, device=args.device,
                                   progress=not args.quiet, precision=args.precision,
@@ -140,7 +140,7 @@ def predict_competition(args: argparse.Namespace, runs: list[str]) -> None:
     if args.save_probs:
         save_probs(info["ImageID"], scores / scores.sum(1, keepdims=True), args.save_probs)
         print(f"wrote {args.save_probs}")
-    write_submission(info, scores.argmax(1), out)
+    write_submission(info, labels, out)
     print(f"wrote {out} ({len(info)} rows, {len(runs)} run(s), vote {args.vote}, TTA {args.tta or 'none'}, "
           f"engine {args.engine})")
 

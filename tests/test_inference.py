@@ -1,5 +1,6 @@
 """Ensembles, TTA, saved probabilities, ONNX export/engine, submission validation, ensemble-search."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -52,20 +53,32 @@ def test_soft_and_hard_ensembles_with_weights(two_runs, demo_root, tmp_path):
 
 
 def test_mask_weights_take_the_mask_from_one_run_and_gender_and_age_from_another(two_runs, demo_root, tmp_path):
+    import shutil
+
     from facemask.data.labels import marginals
 
     info, files = _eval_files(demo_root)
-    pa, pb = (run_probs(run, files, progress=False) for run in two_runs)
+    # run b, made sure of gender and age under "incorrect" only: its top joint class would overrule a's mask
+    run_b = Path(shutil.copytree(two_runs[1], tmp_path / "b"))
+    state = torch.load(run_b / "best.pt", weights_only=True)
+    bias = next(k for k in state["model"] if k.startswith("head") and k.endswith("bias"))
+    state["model"][bias][6] += 8.0
+    torch.save(state, run_b / "best.pt")
+    pa, pb = (run_probs(run, files, progress=False) for run in (two_runs[0], run_b))
     probs_out = tmp_path / "probs.csv"
     out = tmp_path / "sub.csv"
-    assert main(["predict", *map(str, two_runs), "--data", str(demo_root / "eval"), "--out", str(out),
+    assert main(["predict", str(two_runs[0]), str(run_b), "--data", str(demo_root / "eval"), "--out", str(out),
                  "--weights", "0", "1", "--mask-weights", "1", "0", "--save-probs", str(probs_out), "-q"]) == 0
     saved = pd.read_csv(probs_out, dtype={"ImageID": str})[[f"p{i}" for i in range(18)]].to_numpy()
     # the mask is run a's, gender and age given the mask are run b's
     np.testing.assert_allclose(marginals(saved)["mask"], marginals(pa)["mask"], atol=1e-5)
     grid_b, grid = pb.reshape(-1, 3, 6), saved.reshape(-1, 3, 6)
     np.testing.assert_allclose(grid / grid.sum(2, keepdims=True), grid_b / grid_b.sum(2, keepdims=True), atol=1e-5)
-    np.testing.assert_array_equal(pd.read_csv(out).ans.to_numpy(), saved.argmax(1))
+    submitted = pd.read_csv(out).ans.to_numpy()
+    mask = pa.argmax(1) // 6
+    np.testing.assert_array_equal(submitted // 6, mask)  # the mask answer is run a's own
+    np.testing.assert_array_equal(submitted % 6, grid_b[np.arange(len(grid_b)), mask].argmax(1))  # the rest b's
+    assert (saved.argmax(1) // 6 != mask).any()  # (where the top joint class would have said otherwise)
     # equal mask weights and weights are the ordinary soft vote
     np.testing.assert_allclose(combine([pa, pb], "soft", [1, 3], [1, 3]), combine([pa, pb], "soft", [1, 3]),
                                atol=1e-6)
@@ -81,8 +94,9 @@ def test_mask_weights_are_checked_before_any_image_is_read(two_runs, demo_root, 
     import facemask.inference.predict as predict
 
     def refuse(*args, **kwargs):
-        raise AssertionError("an image was read")
-    monkeypatch.setattr(predict, "run_probs", refuse)
+        raise AssertionError("a model was loaded or an image read")
+    monkeypatch.setattr(predict, "open_engine", refuse)
+    monkeypatch.setattr(predict, "engine_probs", refuse)
     assert main(["predict", *map(str, two_runs), "--data", str(demo_root / "eval"), "--out",
                  str(tmp_path / "sub.csv"), "-q", *extra]) == 2
     err = capsys.readouterr().err.strip()
@@ -110,6 +124,24 @@ def test_a_broken_second_run_fails_before_the_first_one_reads_an_image(two_runs,
     err = capsys.readouterr().err.strip()
     assert "saved config is invalid" in err and str(broken) in err and len(err.splitlines()) == 1
     assert not (tmp_path / "sub.csv").exists()
+
+
+def test_with_mask_weights_the_mask_answer_is_never_overruled_by_the_other_runs():
+    from facemask.inference.predict import answers
+
+    mask_run = np.zeros((1, 18))
+    mask_run[0, [0, 6, 12]] = [0.50, 0.45, 0.05]  # mask: worn 0.50, incorrect 0.45, not worn 0.05
+    rest_run = np.full((1, 18), 0.1 / 15)
+    rest_run[0, 6:9] = 0.3  # sure of gender and age only under "incorrect"
+    runs = [rest_run, mask_run]
+    assert combine(runs, "soft", [1, 0], [0, 1]).argmax(1)[0] // 6 == 1  # the top joint class says "incorrect"
+    assert answers(runs, "soft", [1, 0], [0, 1])[0] // 6 == 0  # the answer keeps the mask run's "worn"
+    assert answers(runs, "soft", [1, 3])[0] == combine(runs, "soft", [1, 3]).argmax(1)[0]  # without: the top class
+    # a mask to which the gender-and-age runs give no probability at all still gets the mask run's probability
+    one_hot = [np.eye(18)[[0]], np.eye(18)[[12]]]
+    mixed = combine(one_hot, "soft", [1, 0], [0, 1])
+    assert np.isfinite(mixed).all() and mixed.sum() == pytest.approx(1)
+    assert answers(one_hot, "soft", [1, 0], [0, 1])[0] // 6 == 2
 
 
 def test_hard_vote_majority_and_tie_break():

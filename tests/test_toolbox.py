@@ -141,6 +141,7 @@ def test_layer_decay_gives_each_backbone_stage_a_smaller_rate_than_the_one_above
     for k, names in enumerate(stages):
         for name in names:
             assert by_param[id(params[name])]["lr"] == pytest.approx(0.01 * 0.5 ** (len(stages) - k))
+            assert by_param[id(params[name])]["lr_factor"] == pytest.approx(0.5 ** (len(stages) - k))
     assert by_param[id(model.head[1].weight)]["lr"] == 0.01  # the head keeps optim.lr
     assert by_param[id(model.head[1].bias)]["weight_decay"] == 0
     assert {id(p) for p in model.backbone.parameters()} <= set(by_param)
@@ -150,6 +151,17 @@ def test_layer_decay_gives_each_backbone_stage_a_smaller_rate_than_the_one_above
     sched.step_update(2)
     lrs = {g["lr"] / g["initial_lr"] for g in optimizer.param_groups}
     assert max(lrs) - min(lrs) < 1e-6
+
+
+def test_layer_decay_logs_the_rate_of_optim_lr_and_refuses_a_backbone_without_stages(tiny_config):
+    plain = fit(tiny_config("train.epochs=2", "sched.min_lr=0"))  # (sched.min_lr is every group's floor)
+    decayed = fit(tiny_config("train.epochs=2", "sched.min_lr=0", "optim.layer_decay=0.5"))
+    lrs = [pd.read_csv(run / "metrics.csv")["lr"].to_numpy() for run in (plain, decayed)]
+    np.testing.assert_allclose(lrs[1], lrs[0])  # the schedule's rate for optim.lr, not the stem's decayed one
+    model = create_model(cfg_of().model)
+    model.backbone = torch.nn.Sequential(torch.nn.Linear(2, 2))  # a backbone without timm's group_matcher
+    with pytest.raises(ConfigError, match="optim.layer_decay=0.5"):
+        create_optimizer(model, cfg_of("optim.layer_decay=0.5").optim)
 
 
 def test_sgd_nesterov_is_a_setting():

@@ -76,7 +76,8 @@ def combine(probs: Sequence[np.ndarray], vote: str = "soft", weights: Sequence[f
     by the summed (weighted) probability. ``mask_weights`` (soft only): the mask answer comes from its own weighting
     of the runs, p(mask) = sum_r mask_weights[r] * p_r(mask), and gender and age from ``weights``, as
     p(gender, age | mask) of their weighted mean; e.g. the mask from a run whose backbone was kept closer to
-    ImageNet (it travels better to unfamiliar masks), gender and age from a fully fine-tuned one.
+    ImageNet (it travels better to unfamiliar masks), gender and age from a fully fine-tuned one. The class ids
+    to submit come from :func:`answers`, which takes the mask first.
     """
     weights = check_weights(weights, len(probs))
     mean = sum(w * p for w, p in zip(weights, probs))
@@ -84,7 +85,9 @@ def combine(probs: Sequence[np.ndarray], vote: str = "soft", weights: Sequence[f
     if mask_weights is not None:
         mask = sum(w * marginals(p)["mask"] for w, p in zip(mask_weights, probs))
         grid = mean.reshape(len(mean), 3, NUM_CLASSES // 3)
-        given_mask = grid / np.maximum(grid.sum(2, keepdims=True), 1e-12)
+        totals = grid.sum(2, keepdims=True)
+        # gender and age given the mask; uniform where the gender-and-age runs give that mask no probability at all
+        given_mask = np.where(totals > 0, grid / np.maximum(totals, 1e-30), 1 / grid.shape[2])
         mean = (mask[:, :, None] * given_mask).reshape(len(mean), NUM_CLASSES)
     if vote == "soft":
         return mean
@@ -92,6 +95,22 @@ def combine(probs: Sequence[np.ndarray], vote: str = "soft", weights: Sequence[f
         votes = sum(w * np.eye(NUM_CLASSES)[p.argmax(1)] for w, p in zip(weights, probs))
         return votes + mean * 1e-6  # probabilities only decide between classes with equal votes
     raise ConfigError(f"unknown --vote {vote!r} (known: soft, hard)")
+
+
+def answers(probs: Sequence[np.ndarray], vote: str = "soft", weights: Sequence[float] | None = None,
+            mask_weights: Sequence[float] | None = None) -> np.ndarray:
+    """Class ids (N,) of an ensemble: the top class of :func:`combine`. With ``mask_weights``, the mask answer is
+    the one the mask runs give on their own (the mask of their soft vote's top class, weighted by
+    ``mask_weights``), and gender and age are the top pair of the ``weights`` runs given that mask; so the mask
+    answer is never overruled by how sure the other runs are about gender and age."""
+    scores = combine(probs, vote, weights, mask_weights)
+    if mask_weights is None:
+        return scores.argmax(1)
+    mask_weights = check_mask_weights(mask_weights, len(probs), vote)
+    per_mask = NUM_CLASSES // 3
+    mask = sum(w * p for w, p in zip(mask_weights, probs)).argmax(1) // per_mask
+    grid = scores.reshape(len(scores), 3, per_mask)
+    return mask * per_mask + grid[np.arange(len(grid)), mask].argmax(1)
 
 
 def check_weights(weights: Sequence[float] | None, runs: int, option: str = "--weights") -> np.ndarray:
@@ -124,8 +143,8 @@ def predict_folder(runs: Sequence[str | Path], data: str, *, tta: str | None = N
                    vote: str = "soft", weights: Sequence[float] | None = None,
                    mask_weights: Sequence[float] | None = None, checkpoint: str = BEST, device: str = "auto",
                    progress: bool = True, precision: str = "fp32",
-                   trust_run_code: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
-    """(info.csv rows, ensemble scores (N, 18)) for an eval folder (info.csv + images/)."""
+                   trust_run_code: bool = False) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """(info.csv rows, ensemble scores (N, 18), answers (N,) class ids) for an eval folder (info.csv + images/)."""
     parse_tta(tta)
     check_weights(weights, len(runs))
     if vote not in ("soft", "hard"):
@@ -138,7 +157,7 @@ def predict_folder(runs: Sequence[str | Path], data: str, *, tta: str | None = N
     # every run's model is loaded before any image is read: a bad second run fails before the first one's work
     engines = [open_engine(run, engine, device, precision, checkpoint, trust_run_code) for run in runs]
     probs = [engine_probs(loaded, table["file"].tolist(), tta, progress) for loaded in engines]
-    return info, combine(probs, vote, weights, mask_weights)
+    return info, combine(probs, vote, weights, mask_weights), answers(probs, vote, weights, mask_weights)
 
 
 def save_probs(image_ids: Sequence[str], probs: np.ndarray, path: str | Path) -> None:

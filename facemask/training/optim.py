@@ -38,6 +38,9 @@ def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
     parts = [(model.backbone, cfg.lr, None)]
     if cfg.layer_decay < 1:
         stages = backbone_stages(model.backbone)
+        if len(stages) < 2:
+            raise ConfigError(f"option optim.layer_decay={cfg.layer_decay}: {type(model.backbone).__name__} has no "
+                              "stages to decay over (it has no timm group_matcher)")
         parts = [(model.backbone, cfg.lr * cfg.layer_decay ** (len(stages) - k), set(names))
                  for k, names in enumerate(stages)]
     groups = []
@@ -46,7 +49,8 @@ def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
             if names is not None:
                 named = {id(p): n for n, p in part.named_parameters()}
                 group = {**group, "params": [p for p in group["params"] if named[id(p)] in names]}
-            groups.append({**group, "lr": lr})
+            # lr_factor: this group's rate over optim.lr, so that the rate logged is optim.lr's whatever the group
+            groups.append({**group, "lr": lr, "lr_factor": lr / cfg.lr})
     return [g for g in groups if g["params"]]
 
 
