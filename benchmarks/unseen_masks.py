@@ -130,8 +130,8 @@ def trained_run(cfg, runs: Path) -> Path | None:
 
 
 def with_mask_from(probs: dict[str, np.ndarray], sources: list[str]) -> dict[str, tuple[str, np.ndarray]]:
-    """Each recipe not in ``sources`` answered with the mask from the mean of the sources' mask probabilities, and
-    its own gender and age given that mask (`facemask predict` with --mask-weights): "cpu, mask from f_5" ->
+    """Each recipe not in ``sources`` answered with the mask of the top class of the sources' mean probabilities,
+    and its own gender and age given that mask (`facemask predict` with --mask-weights): "cpu, mask from f_5" ->
     ("cpu", class ids (N,))."""
     weights, mask_weights = [1.0] + [0.0] * len(sources), [0.0] + [1.0] * len(sources)
     return {f"{stem}, mask from {'+'.join(sources)}":

@@ -154,8 +154,8 @@ def test_layer_decay_gives_each_backbone_stage_a_smaller_rate_than_the_one_above
 
 
 def test_layer_decay_logs_the_rate_of_optim_lr_and_refuses_a_backbone_without_stages(tiny_config):
-    plain = fit(tiny_config("train.epochs=2", "sched.min_lr=0"))  # (sched.min_lr is every group's floor)
-    decayed = fit(tiny_config("train.epochs=2", "sched.min_lr=0", "optim.layer_decay=0.5"))
+    plain = fit(tiny_config("train.epochs=2", "sched.warmup_epochs=0.5"))
+    decayed = fit(tiny_config("train.epochs=2", "sched.warmup_epochs=0.5", "optim.layer_decay=0.5"))
     lrs = [pd.read_csv(run / "metrics.csv")["lr"].to_numpy() for run in (plain, decayed)]
     np.testing.assert_allclose(lrs[1], lrs[0])  # the schedule's rate for optim.lr, not the stem's decayed one
     model = create_model(cfg_of().model)

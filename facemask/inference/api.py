@@ -213,7 +213,8 @@ class Model:
         mean = scores if self.vote == "soft" else sum(w * p for w, p in zip(self.weights, probs))
         for row, (_, face) in enumerate(answered):
             # each attribute's answer is its most probable value, so that the answers agree with the bars a user
-            # sees; the class is the three combined (the competition's submission takes the top joint class)
+            # sees (with mask_weights, the mask runs' own most probable mask); the class is the three combined (the
+            # competition's submission takes the top joint class, or with mask_weights the mask first: answers())
             chosen = [int(parts[attribute][row].argmax()) for attribute in ATTRIBUTES]
             face.label = int(encode(*chosen))
             face.class_name = CLASS_NAMES[face.label]

@@ -70,7 +70,7 @@ def run_probs(run: str | Path | Run, files: Sequence[str], tta: str | None = Non
 
 def combine(probs: Sequence[np.ndarray], vote: str = "soft", weights: Sequence[float] | None = None,
             mask_weights: Sequence[float] | None = None) -> np.ndarray:
-    """Ensemble scores (N, 18) whose argmax is the answer.
+    """Ensemble scores (N, 18): their top class is the answer (with ``mask_weights``, see :func:`answers`).
 
     soft: weighted mean of probabilities. hard: each run votes for its top class with its weight; ties are broken
     by the summed (weighted) probability. ``mask_weights`` (soft only): the mask answer comes from its own weighting

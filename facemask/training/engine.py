@@ -70,8 +70,10 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, *, loss_fn: nn.Module,
     is augmented on the device, each image from its own seed (a preset may change labels: synthetic_mask)."""
     model.train()
     if progress.step == 0:
-        first = optimizer.param_groups[0]
-        progress.lr = first["lr"] / first.get("lr_factor", 1.0)  # optim.lr's scheduled rate (not a decayed stage's)
+        # optim.lr's scheduled rate: a group that learns at it (with optim.layer_decay, the head's), not the stem's
+        groups = optimizer.param_groups
+        at_lr = next((g for g in groups if g.get("lr_factor", 1.0) == 1.0), groups[0])
+        progress.lr = at_lr["lr"] / at_lr.get("lr_factor", 1.0)
     check_every = 1 if device.type == "cpu" else LOG_EVERY  # a CPU check is free; on GPU it is a host sync
     recent: list[torch.Tensor] = []
     start, seen_before = time.perf_counter(), progress.seen
