@@ -17,7 +17,7 @@ How a model trained on one family answers the other depends a lot on its trainin
 two seeds of one recipe): compare recipes over several --train-seeds, which prints each split's mean and spread.
 
 --mask-from RECIPE [RECIPE ...] also scores every other recipe with its mask answer taken from these recipes' runs
-of the same seed, their mask probabilities averaged (`facemask predict A B --weights 1 0 --mask-weights 0 1`).
+of the same seed, their probabilities averaged (`facemask predict A B --weights 1 0 --mask-weights 0 1`).
 --reuse-runs takes a run from --out's runs/ instead of training when its saved config is the one this command would
 train (the recipe, data, seed and epochs).
 """
@@ -38,8 +38,6 @@ from sklearn.metrics import f1_score, recall_score
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from dataclasses import asdict  # noqa: E402
-
 from facemask.config import load_config  # noqa: E402
 from facemask.data.labels import MASK_NAMES, attribute_of  # noqa: E402
 from facemask.errors import FacemaskError  # noqa: E402
@@ -115,12 +113,12 @@ def unseen_scores(labels: np.ndarray, predictions: np.ndarray) -> dict:
 
 def trained_run(cfg, runs: Path) -> Path | None:
     """The newest finished run under ``runs`` whose saved config is ``cfg`` (except where runs are written)."""
-    wanted = asdict(cfg)
+    wanted = cfg.to_dict()
     wanted["train"].pop("output_dir")
     for folder in sorted(runs.glob(f"{cfg.train.name}-*"), reverse=True):
         if (folder / EVAL).is_file():  # written when training ends: a run killed before that is never reused
             try:
-                saved = asdict(Run.open(folder).config())
+                saved = Run.open(folder).config().to_dict()
             except FacemaskError:  # e.g. saved by a version with options this one does not know
                 continue
             saved["train"].pop("output_dir")

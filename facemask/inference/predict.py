@@ -98,12 +98,13 @@ def combine(probs: Sequence[np.ndarray], vote: str = "soft", weights: Sequence[f
 
 
 def answers(probs: Sequence[np.ndarray], vote: str = "soft", weights: Sequence[float] | None = None,
-            mask_weights: Sequence[float] | None = None) -> np.ndarray:
+            mask_weights: Sequence[float] | None = None, scores: np.ndarray | None = None) -> np.ndarray:
     """Class ids (N,) of an ensemble: the top class of :func:`combine`. With ``mask_weights``, the mask answer is
     the one the mask runs give on their own (the mask of their soft vote's top class, weighted by
     ``mask_weights``), and gender and age are the top pair of the ``weights`` runs given that mask; so the mask
-    answer is never overruled by how sure the other runs are about gender and age."""
-    scores = combine(probs, vote, weights, mask_weights)
+    answer is never overruled by how sure the other runs are about gender and age. ``scores``: combine()'s output
+    for these arguments, when the caller has it already."""
+    scores = combine(probs, vote, weights, mask_weights) if scores is None else scores
     if mask_weights is None:
         return scores.argmax(1)
     mask_weights = check_mask_weights(mask_weights, len(probs), vote)
@@ -157,7 +158,8 @@ def predict_folder(runs: Sequence[str | Path], data: str, *, tta: str | None = N
     # every run's model is loaded before any image is read: a bad second run fails before the first one's work
     engines = [open_engine(run, engine, device, precision, checkpoint, trust_run_code) for run in runs]
     probs = [engine_probs(loaded, table["file"].tolist(), tta, progress) for loaded in engines]
-    return info, combine(probs, vote, weights, mask_weights), answers(probs, vote, weights, mask_weights)
+    scores = combine(probs, vote, weights, mask_weights)
+    return info, scores, answers(probs, vote, weights, mask_weights, scores=scores)
 
 
 def save_probs(image_ids: Sequence[str], probs: np.ndarray, path: str | Path) -> None:
