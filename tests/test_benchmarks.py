@@ -6,6 +6,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bare_face  # noqa: E402
 import inference  # noqa: E402
 import time_to_f1  # noqa: E402
 import unseen_masks  # noqa: E402
@@ -90,3 +91,44 @@ def test_unseen_masks_reuses_only_a_run_trained_with_the_same_config(demo_root, 
     assert unseen_masks.trained_run(cfg("optim.layer_decay=0.7"), tmp_path / "runs") is None
     (run / "eval.json").unlink()  # a run killed before training ended is never reused
     assert unseen_masks.trained_run(cfg(), tmp_path / "runs") is None
+
+
+def test_bare_face_distance_is_to_the_nearest_other_bare_face_within_reach():
+    import numpy as np
+
+    generator = torch.Generator().manual_seed(0)
+    bank = torch.nn.functional.normalize(torch.randn(3, 8, 4, 3, generator=generator), dim=1)
+    assert np.allclose(bare_face.bare_face_distance(bank[1:2], bank), 0.0, atol=1e-6)  # a bare face itself
+    left_out = bare_face.bare_face_distance(bank[1:2], bank, own=np.array([1]))
+    assert (left_out > 0.01).all()  # measured against the other bare faces only
+    shifted = torch.roll(bank[0:1], shifts=1, dims=3)  # moved one cell to the right
+    assert np.allclose(bare_face.bare_face_distance(shifted, bank, reach=1).reshape(4, 3)[:, 1:], 0.0, atol=1e-6)
+    assert (bare_face.bare_face_distance(shifted, bank, reach=0).reshape(4, 3)[:, 1:] > 0.01).all()
+
+
+def test_bare_face_answers_the_mask_on_the_demo_data(demo_root, tiny_config, tmp_path):
+    from facemask.training.trainer import fit
+
+    run = fit(tiny_config())
+    table = bare_face.main(["--train", str(demo_root / "train"), "--eval", str(demo_root / "eval"), "--runs",
+                            str(run), "--config", str(bare_face.ROOT / "configs" / "tiny.yaml"), "--out",
+                            str(tmp_path / "bare.csv"), f"data.cache_dir={tmp_path / 'cache'}"])
+    assert list(table["answer"]) == ["bare face", f"run {run.name}", f"run {run.name} x bare face"]
+    assert (tmp_path / "bare.csv").is_file()
+    assert table.loc[0, "mask_f1"] > 0.6 and table.loc[0, "recall_not_wear"] >= 0.5  # it learned bare faces
+    # one epoch of the tiny model barely knows the mask: the bare face's view lifts the product above it
+    assert table.loc[2, "mask_f1"] > table.loc[1, "mask_f1"] and 0 < table.loc[2, "macro_f1"] <= 1
+
+
+def test_bare_face_weighs_each_class_by_the_bare_face_probability_of_its_mask():
+    import numpy as np
+
+    from facemask.data.labels import attribute_of
+
+    p_run = np.full((2, 18), 0.01)
+    p_run[:, 2] = 0.5  # worn (class 2) is the run's top class
+    p_run[:, 8] = 0.3  # incorrect (class 8) its second
+    p_bare = np.array([[1 / 3, 1 / 3, 1 / 3], [0.1, 0.8, 0.1]])
+    answers = bare_face.with_bare_face(p_run, p_bare).argmax(1)
+    assert list(answers) == [2, 8]  # no view from the bare face: the run's; a bare-face "incorrect" outweighs it
+    assert list(attribute_of(answers, "mask")) == [0, 1]

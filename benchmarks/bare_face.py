@@ -1,0 +1,178 @@
+"""A mask answer that models the bare face instead of the masks (an experiment, measured, not shipped).
+
+A classifier trained on photos of some mask styles learns those styles (benchmarks/unseen_masks.py). This one
+never looks at a mask's appearance: for each cell of a frozen ImageNet backbone's feature maps
+(tf_efficientnet_lite0 with its ImageNet weights; blocks 2 and 3, stride 8 and 16) it measures how far the photo's
+feature is from the nearest feature at that place (+-1 cell) among the training set's bare faces (the `normal`
+photos): a "not a bare face here" map. A logistic regression on that map, fitted on the training photos, answers
+worn / incorrect / not worn. Whatever covers the nose and mouth, any mask style, is not a bare face.
+
+Prints mask F1 and the recall of worn / incorrect / not worn on the eval photos for the bare-face answer, for each
+given run's own answer (its top class, as `facemask predict --data` answers), and for their product (the top
+class of p_run(class) * p_bare(its mask): the mask weighed by both, gender and age the run's), side by side, with
+the 18-class macro F1 of the last two:
+
+    python benchmarks/bare_face.py --train DATA/train --eval DATA/eval [--answers DATA/eval_answers.csv] \
+        [--runs RUN ...] [--tta flip] [--fit-photos 3000] [OVERRIDE ...]
+
+DATA is a competition-layout folder with known eval answers: the stand-in, or a split that
+benchmarks/unseen_masks.py rendered under its --out (there the runs of OUT/runs were trained on DATA/train).
+The photos are decoded and face-cropped as configs/cpu.yaml does (--config), through facemask's image cache.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score, recall_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from facemask.config import ModelConfig, load_config
+from facemask.data.labels import MASK_NAMES, attribute_of
+from facemask.data.layout import read_train, scan_eval
+from facemask.data.loaders import load_pixels
+from facemask.evaluation.metrics import macro_f1
+from facemask.inference.predict import run_probs
+from facemask.models.factory import create_model
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCKS = (2, 3)  # tf_efficientnet_lite0's blocks 2 (40 channels, stride 8) and 3 (80 channels, stride 16)
+NOT_WORN = MASK_NAMES.index("not wear")
+
+
+def backbone_and_norm():
+    model = create_model(ModelConfig(name="tf_efficientnet_lite0", pretrained="imagenet-lite")).eval()
+    return model.backbone, model.mean, model.std
+
+
+@torch.no_grad()
+def feature_maps(crops: np.ndarray, backbone, mean: torch.Tensor, std: torch.Tensor, blocks=BLOCKS,
+                 batch: int = 128) -> list[torch.Tensor]:
+    """Unit-length features (N, C, h, w) of ``crops`` (N, H, W, 3 uint8) after each of ``blocks``."""
+    out = [[] for _ in blocks]
+    for start in range(0, len(crops), batch):
+        x = (torch.from_numpy(np.array(crops[start:start + batch])).permute(0, 3, 1, 2).float()
+             - mean) / std
+        x = backbone.bn1(backbone.conv_stem(x))
+        for index, block in enumerate(backbone.blocks[:max(blocks) + 1]):
+            x = block(x)
+            if index in blocks:
+                out[blocks.index(index)].append(torch.nn.functional.normalize(x, dim=1))
+    return [torch.cat(parts) for parts in out]
+
+
+@torch.no_grad()
+def bare_face_distance(maps: torch.Tensor, bank: torch.Tensor, own: np.ndarray | None = None, reach: int = 1,
+                       chunk: int = 512) -> np.ndarray:
+    """(N, h*w): for each photo and cell, 1 - the highest cosine similarity between its feature there and the bare
+    faces' (``bank``, (M, C, h, w)) within ``reach`` cells of it. ``own[n]`` is photo n's own row in ``bank``
+    (-1: none), which is left out, so a training bare face is measured against the *other* bare faces."""
+    n, channels, height, width = maps.shape
+    own = np.full(n, -1) if own is None else np.asarray(own)
+    distance = torch.zeros(n, height, width)
+    for i in range(height):
+        for j in range(width):
+            near = bank[:, :, max(0, i - reach):i + reach + 1, max(0, j - reach):j + reach + 1]
+            near = near.flatten(2)  # (M, C, places)
+            for start in range(0, n, chunk):
+                stop = min(start + chunk, n)
+                similarity = torch.einsum("nc,mcp->nmp", maps[start:stop, :, i, j], near).amax(2)  # (n, M)
+                rows = torch.arange(stop - start)
+                mine = torch.from_numpy(own[start:stop])
+                similarity[rows[mine >= 0], mine[mine >= 0]] = -1.0
+                distance[start:stop, i, j] = 1.0 - similarity.amax(1)
+    return distance.flatten(1).numpy()
+
+
+def distances(crops: np.ndarray, bank_maps: list[torch.Tensor], net, own=None) -> np.ndarray:
+    """The concatenated bare-face distance maps of ``crops`` for every block."""
+    maps = feature_maps(crops, *net)
+    return np.concatenate([bare_face_distance(m, b, own) for m, b in zip(maps, bank_maps)], axis=1)
+
+
+def fit_bare_face(train_crops: np.ndarray, train_mask: np.ndarray, fit_photos: int | None, seed: int = 0):
+    """(bank feature maps, classifier, network): the bank is every training bare face; the classifier is fitted on
+    ``fit_photos`` training photos (all if None), drawn with ``seed``, each measured without itself."""
+    net = backbone_and_norm()
+    bare = np.flatnonzero(train_mask == NOT_WORN)
+    if len(bare) == 0:
+        raise SystemExit("bare_face.py: the training photos hold no bare faces (normal photos)")
+    bank_maps = feature_maps(train_crops[bare], *net)
+    chosen = np.arange(len(train_crops))
+    if fit_photos and fit_photos < len(chosen):
+        chosen = np.sort(np.random.default_rng(seed).choice(chosen, fit_photos, replace=False))
+    row_in_bank = np.full(len(train_crops), -1)
+    row_in_bank[bare] = np.arange(len(bare))
+    features = distances(train_crops[chosen], bank_maps, net, own=row_in_bank[chosen])
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=3000))
+    classifier.fit(features, train_mask[chosen])
+    return bank_maps, classifier, net
+
+
+def with_bare_face(p_run: np.ndarray, p_bare: np.ndarray) -> np.ndarray:
+    """(N, 18): a run's class probabilities, each times the bare-face probability of its mask state."""
+    return p_run * p_bare[:, attribute_of(np.arange(p_run.shape[1]), "mask")]
+
+
+def mask_scores(truth: np.ndarray, guess: np.ndarray) -> dict:
+    recall = recall_score(truth, guess, labels=[0, 1, 2], average=None, zero_division=0)
+    return {"mask_f1": float(f1_score(truth, guess, labels=[0, 1, 2], average="macro", zero_division=0)),
+            **{f"recall_{name.replace(' ', '_')}": float(r) for name, r in zip(MASK_NAMES, recall)}}
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", required=True, help="training folder (train.csv, images/)")
+    parser.add_argument("--eval", required=True, help="eval folder (info.csv, images/)")
+    parser.add_argument("--answers", help="the eval answers (default: eval_answers.csv beside the eval folder)")
+    parser.add_argument("--runs", nargs="*", default=[], help="runs whose mask answer to compare and multiply")
+    parser.add_argument("--tta", default=None, help="the runs' test-time augmentation, e.g. flip")
+    parser.add_argument("--config", default=str(ROOT / "configs" / "cpu.yaml"), help="decoding and face crop")
+    parser.add_argument("--fit-photos", type=int, default=3000, help="training photos the classifier is fitted on")
+    parser.add_argument("--out", help="also write the table here (CSV)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides of --config, e.g. data.cache_dir=DIR")
+    args = parser.parse_args(argv)
+    answers_path = Path(args.answers) if args.answers else Path(args.eval).resolve().parent / "eval_answers.csv"
+    for path in (Path(args.train) / "train.csv", Path(args.eval), answers_path, *map(Path, args.runs)):
+        if not path.exists():
+            parser.error(f"{path}: not found")
+    cfg = load_config(args.config, [f"data.root={args.train}", *args.overrides])
+    train = read_train(args.train)
+    _, eval_table, problems = scan_eval(args.eval)
+    if problems:
+        parser.error(problems[0])
+    answers = pd.read_csv(answers_path, dtype={"ImageID": str}).set_index("ImageID")["ans"]
+    eval_files = list(eval_table["file"])
+    labels = answers.loc[[Path(f).name for f in eval_files]].to_numpy()
+    truth = attribute_of(labels, "mask")
+
+    train_crops, _ = load_pixels(list(train["file"]), cfg, progress=False)
+    eval_crops, _ = load_pixels(eval_files, cfg, progress=False)
+    bank_maps, classifier, net = fit_bare_face(np.asarray(train_crops), attribute_of(train["label"].to_numpy(), "mask"),
+                                               args.fit_photos)
+    p_bare = classifier.predict_proba(distances(np.asarray(eval_crops), bank_maps, net))
+    rows = [{"answer": "bare face", **mask_scores(truth, p_bare.argmax(1))}]
+    for run in args.runs:
+        p_run = run_probs(run, eval_files, args.tta, progress=False)
+        for name, scores in ((f"run {Path(run).name}", p_run), (f"run {Path(run).name} x bare face",
+                                                                  with_bare_face(p_run, p_bare))):
+            # as `facemask predict --data` answers: the top class (gender and age are the run's)
+            guess = scores.argmax(1)
+            rows.append({"answer": name, **mask_scores(truth, attribute_of(guess, "mask")),
+                         "macro_f1": macro_f1(labels, guess)})
+    table = pd.DataFrame(rows)
+    print(f"{len(train)} training photos ({int((attribute_of(train['label'].to_numpy(), 'mask') == NOT_WORN).sum())} "
+          f"bare faces in the bank), {len(eval_files)} eval photos")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.out:
+        table.to_csv(args.out, index=False)
+    return table
+
+
+if __name__ == "__main__":
+    main()
