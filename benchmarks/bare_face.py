@@ -36,9 +36,12 @@ from facemask.config import ModelConfig, load_config
 from facemask.data.labels import MASK_NAMES, attribute_of
 from facemask.data.layout import read_train, scan_eval
 from facemask.data.loaders import load_pixels
+from facemask.errors import FacemaskError
 from facemask.evaluation.metrics import macro_f1
 from facemask.inference.predict import run_probs
+from facemask.inference.tta import parse_tta
 from facemask.models.factory import create_model
+from facemask.runs import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = (2, 3)  # tf_efficientnet_lite0's blocks 2 (40 channels, stride 8) and 3 (80 channels, stride 16)
@@ -67,13 +70,16 @@ def feature_maps(crops: np.ndarray, backbone, mean: torch.Tensor, std: torch.Ten
 
 
 @torch.no_grad()
-def bare_face_distance(maps: torch.Tensor, bank: torch.Tensor, own: np.ndarray | None = None, reach: int = 1,
-                       chunk: int = 512) -> np.ndarray:
+def bare_face_distance(maps: torch.Tensor, bank: torch.Tensor, people: np.ndarray | None = None,
+                       bank_people: np.ndarray | None = None, reach: int = 1, chunk: int = 512) -> np.ndarray:
     """(N, h*w): for each photo and cell, 1 - the highest cosine similarity between its feature there and the bare
-    faces' (``bank``, (M, C, h, w)) within ``reach`` cells of it. ``own[n]`` is photo n's own row in ``bank``
-    (-1: none), which is left out, so a training bare face is measured against the *other* bare faces."""
+    faces' (``bank``, (M, C, h, w)) within ``reach`` cells of it. With ``people`` (N,) and ``bank_people`` (M,),
+    a photo is never measured against a bare face of its own person: a training photo is measured as an eval photo
+    is, against other people only (its own bare face, same sitting, would be a near-perfect match)."""
     n, channels, height, width = maps.shape
-    own = np.full(n, -1) if own is None else np.asarray(own)
+    own = None
+    if people is not None:
+        own = torch.from_numpy(np.asarray(people)[:, None] == np.asarray(bank_people)[None, :])  # (N, M)
     distance = torch.zeros(n, height, width)
     for i in range(height):
         for j in range(width):
@@ -82,35 +88,34 @@ def bare_face_distance(maps: torch.Tensor, bank: torch.Tensor, own: np.ndarray |
             for start in range(0, n, chunk):
                 stop = min(start + chunk, n)
                 similarity = torch.einsum("nc,mcp->nmp", maps[start:stop, :, i, j], near).amax(2)  # (n, M)
-                rows = torch.arange(stop - start)
-                mine = torch.from_numpy(own[start:stop])
-                similarity[rows[mine >= 0], mine[mine >= 0]] = -1.0
+                if own is not None:
+                    similarity = similarity.masked_fill(own[start:stop], -1.0)
                 distance[start:stop, i, j] = 1.0 - similarity.amax(1)
     return distance.flatten(1).numpy()
 
 
-def distances(crops: np.ndarray, bank_maps: list[torch.Tensor], net, own=None) -> np.ndarray:
+def distances(crops: np.ndarray, bank_maps: list[torch.Tensor], net, people=None, bank_people=None) -> np.ndarray:
     """The concatenated bare-face distance maps of ``crops`` for every block."""
     maps = feature_maps(crops, *net)
-    return np.concatenate([bare_face_distance(m, b, own) for m, b in zip(maps, bank_maps)], axis=1)
+    return np.concatenate([bare_face_distance(m, b, people, bank_people) for m, b in zip(maps, bank_maps)], axis=1)
 
 
-def fit_bare_face(train_crops: np.ndarray, train_mask: np.ndarray, fit_photos: int | None, seed: int = 0):
+def fit_bare_face(train_crops: np.ndarray, train_mask: np.ndarray, train_people: np.ndarray, fit_photos: int,
+                  seed: int = 0):
     """(bank feature maps, classifier, network): the bank is every training bare face; the classifier is fitted on
-    ``fit_photos`` training photos (all if None), drawn with ``seed``, each measured without itself."""
+    ``fit_photos`` training photos (all if that many or fewer), drawn with ``seed``, each measured against the
+    other people's bare faces."""
     net = backbone_and_norm()
     bare = np.flatnonzero(train_mask == NOT_WORN)
-    if len(bare) == 0:
-        raise SystemExit("bare_face.py: the training photos hold no bare faces (normal photos)")
     bank_maps = feature_maps(train_crops[bare], *net)
     chosen = np.arange(len(train_crops))
-    if fit_photos and fit_photos < len(chosen):
+    if fit_photos < len(chosen):
         chosen = np.sort(np.random.default_rng(seed).choice(chosen, fit_photos, replace=False))
-    row_in_bank = np.full(len(train_crops), -1)
-    row_in_bank[bare] = np.arange(len(bare))
-    features = distances(train_crops[chosen], bank_maps, net, own=row_in_bank[chosen])
+    features = distances(train_crops[chosen], bank_maps, net, train_people[chosen], train_people[bare])
     classifier = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=3000))
     classifier.fit(features, train_mask[chosen])
+    if list(classifier.classes_) != [0, 1, 2]:  # predict_proba's columns must be the mask states 0, 1, 2
+        raise SystemExit(f"bare_face.py: the {fit_photos} photos drawn lack a mask state; raise --fit-photos")
     return bank_maps, classifier, net
 
 
@@ -137,24 +142,42 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--out", help="also write the table here (CSV)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides of --config, e.g. data.cache_dir=DIR")
     args = parser.parse_args(argv)
+    if args.fit_photos < 1:
+        parser.error(f"--fit-photos {args.fit_photos}: give at least 1")
     answers_path = Path(args.answers) if args.answers else Path(args.eval).resolve().parent / "eval_answers.csv"
-    for path in (Path(args.train) / "train.csv", Path(args.eval), answers_path, *map(Path, args.runs)):
+    for path in (Path(args.train) / "train.csv", Path(args.eval), answers_path):
         if not path.exists():
             parser.error(f"{path}: not found")
-    cfg = load_config(args.config, [f"data.root={args.train}", *args.overrides])
-    train = read_train(args.train)
-    _, eval_table, problems = scan_eval(args.eval)
+    try:  # every input checked, one line each, before any image is decoded
+        parse_tta(args.tta)
+        for run in args.runs:
+            Run.open(run).config()  # a run whose checkpoint or saved config is broken fails here
+        cfg = load_config(args.config, [f"data.root={args.train}", *args.overrides])
+        if not cfg.data.cache:
+            parser.error("data.cache=false: this benchmark reads the decoded-image cache")
+        train = read_train(args.train)
+        _, eval_table, problems = scan_eval(args.eval)
+    except FacemaskError as err:
+        parser.error(str(err))
     if problems:
         parser.error(problems[0])
+    train_mask = attribute_of(train["label"].to_numpy(), "mask")
+    if set(train_mask) != {0, 1, 2}:
+        parser.error(f"{args.train}: the training photos lack a mask state (worn, incorrect and bare are all needed)")
     answers = pd.read_csv(answers_path, dtype={"ImageID": str}).set_index("ImageID")["ans"]
-    eval_files = list(eval_table["file"])
-    labels = answers.loc[[Path(f).name for f in eval_files]].to_numpy()
+    missing = sorted(set(eval_table["image_id"]) - set(answers.index))
+    if missing:
+        parser.error(f"{answers_path}: no answer for {missing[0]} ({len(missing)} eval images in all)")
+    labels = answers.loc[list(eval_table["image_id"])].to_numpy()
     truth = attribute_of(labels, "mask")
+    eval_files = list(eval_table["file"])
 
-    train_crops, _ = load_pixels(list(train["file"]), cfg, progress=False)
-    eval_crops, _ = load_pixels(eval_files, cfg, progress=False)
-    bank_maps, classifier, net = fit_bare_face(np.asarray(train_crops), attribute_of(train["label"].to_numpy(), "mask"),
-                                               args.fit_photos)
+    train_crops, bad = load_pixels(list(train["file"]), cfg, progress=False)
+    eval_crops, bad_eval = load_pixels(eval_files, cfg, progress=False)
+    if bad or bad_eval:
+        parser.error(f"{(bad or bad_eval)[0][0]}: {(bad or bad_eval)[0][1]}")
+    people = train["person"].to_numpy()
+    bank_maps, classifier, net = fit_bare_face(np.asarray(train_crops), train_mask, people, args.fit_photos)
     p_bare = classifier.predict_proba(distances(np.asarray(eval_crops), bank_maps, net))
     rows = [{"answer": "bare face", **mask_scores(truth, p_bare.argmax(1))}]
     for run in args.runs:
@@ -166,8 +189,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             rows.append({"answer": name, **mask_scores(truth, attribute_of(guess, "mask")),
                          "macro_f1": macro_f1(labels, guess)})
     table = pd.DataFrame(rows)
-    print(f"{len(train)} training photos ({int((attribute_of(train['label'].to_numpy(), 'mask') == NOT_WORN).sum())} "
-          f"bare faces in the bank), {len(eval_files)} eval photos")
+    print(f"{len(train)} training photos ({int((train_mask == NOT_WORN).sum())} bare faces in the bank; the classifier "
+          f"fitted on {min(args.fit_photos, len(train))}), {len(eval_files)} eval photos")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.out:
         table.to_csv(args.out, index=False)

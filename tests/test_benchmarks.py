@@ -93,14 +93,17 @@ def test_unseen_masks_reuses_only_a_run_trained_with_the_same_config(demo_root, 
     assert unseen_masks.trained_run(cfg(), tmp_path / "runs") is None
 
 
-def test_bare_face_distance_is_to_the_nearest_other_bare_face_within_reach():
+def test_bare_face_distance_is_to_the_nearest_bare_face_of_another_person_within_reach():
     import numpy as np
 
     generator = torch.Generator().manual_seed(0)
     bank = torch.nn.functional.normalize(torch.randn(3, 8, 4, 3, generator=generator), dim=1)
     assert np.allclose(bare_face.bare_face_distance(bank[1:2], bank), 0.0, atol=1e-6)  # a bare face itself
-    left_out = bare_face.bare_face_distance(bank[1:2], bank, own=np.array([1]))
-    assert (left_out > 0.01).all()  # measured against the other bare faces only
+    bank_people = np.array(["a", "b", "c"])
+    left_out = bare_face.bare_face_distance(bank, bank, np.array(["a", "b", "c"]), bank_people, chunk=2)
+    assert (left_out > 0.01).all()  # each measured against the other people's bare faces only, in every chunk
+    others = bare_face.bare_face_distance(bank, bank, np.array(["a", "x", "c"]), bank_people, chunk=2)
+    assert np.allclose(others[1], 0.0, atol=1e-6) and (others[[0, 2]] > 0.01).all()  # "x" may match b's
     shifted = torch.roll(bank[0:1], shifts=1, dims=3)  # moved one cell to the right
     assert np.allclose(bare_face.bare_face_distance(shifted, bank, reach=1).reshape(4, 3)[:, 1:], 0.0, atol=1e-6)
     assert (bare_face.bare_face_distance(shifted, bank, reach=0).reshape(4, 3)[:, 1:] > 0.01).all()
@@ -111,8 +114,8 @@ def test_bare_face_answers_the_mask_on_the_demo_data(demo_root, tiny_config, tmp
 
     run = fit(tiny_config())
     table = bare_face.main(["--train", str(demo_root / "train"), "--eval", str(demo_root / "eval"), "--runs",
-                            str(run), "--config", str(bare_face.ROOT / "configs" / "tiny.yaml"), "--out",
-                            str(tmp_path / "bare.csv"), f"data.cache_dir={tmp_path / 'cache'}"])
+                            str(run), "--config", str(bare_face.ROOT / "configs" / "tiny.yaml"), "--fit-photos",
+                            "100", "--out", str(tmp_path / "bare.csv"), f"data.cache_dir={tmp_path / 'cache'}"])
     assert list(table["answer"]) == ["bare face", f"run {run.name}", f"run {run.name} x bare face"]
     assert (tmp_path / "bare.csv").is_file()
     assert table.loc[0, "mask_f1"] > 0.6 and table.loc[0, "recall_not_wear"] >= 0.5  # it learned bare faces
@@ -120,10 +123,21 @@ def test_bare_face_answers_the_mask_on_the_demo_data(demo_root, tiny_config, tmp
     assert table.loc[2, "mask_f1"] > table.loc[1, "mask_f1"] and 0 < table.loc[2, "macro_f1"] <= 1
 
 
+def test_bare_face_checks_its_inputs_before_decoding_an_image(demo_root, tmp_path, capsys):
+    args = ["--train", str(demo_root / "train"), "--eval", str(demo_root / "eval"), "--config",
+            str(bare_face.ROOT / "configs" / "tiny.yaml"), f"data.cache_dir={tmp_path / 'cache'}"]
+    answers = tmp_path / "answers.csv"
+    answers.write_text("ImageID,ans\nnot-an-eval-image.jpg,0\n")
+    for extra, message in ((["--fit-photos", "0"], "--fit-photos 0"), (["--tta", "spin"], "spin"),
+                           (["--runs", str(tmp_path)], "best.pt"), (["--answers", str(answers)], "no answer for")):
+        with pytest.raises(SystemExit) as exit_info:
+            bare_face.main(args + extra)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()  # nothing was decoded
+
+
 def test_bare_face_weighs_each_class_by_the_bare_face_probability_of_its_mask():
     import numpy as np
-
-    from facemask.data.labels import attribute_of
 
     p_run = np.full((2, 18), 0.01)
     p_run[:, 2] = 0.5  # worn (class 2) is the run's top class
@@ -131,4 +145,3 @@ def test_bare_face_weighs_each_class_by_the_bare_face_probability_of_its_mask():
     p_bare = np.array([[1 / 3, 1 / 3, 1 / 3], [0.1, 0.8, 0.1]])
     answers = bare_face.with_bare_face(p_run, p_bare).argmax(1)
     assert list(answers) == [2, 8]  # no view from the bare face: the run's; a bare-face "incorrect" outweighs it
-    assert list(attribute_of(answers, "mask")) == [0, 1]
