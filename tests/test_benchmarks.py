@@ -129,11 +129,23 @@ def test_bare_face_checks_its_inputs_before_decoding_an_image(demo_root, tmp_pat
     answers = tmp_path / "answers.csv"
     answers.write_text("ImageID,ans\nnot-an-eval-image.jpg,0\n")
     for extra, message in ((["--fit-photos", "0"], "--fit-photos 0"), (["--tta", "spin"], "spin"),
-                           (["--runs", str(tmp_path)], "best.pt"), (["--answers", str(answers)], "no answer for")):
+                           (["--runs", str(tmp_path)], "best.pt"), (["--answers", str(answers)], "no answer for"),
+                           (["data.cache=false"], "data.cache=false")):
         with pytest.raises(SystemExit) as exit_info:
             bare_face.main(args + extra)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()  # nothing was decoded
+
+
+def test_bare_face_refuses_training_photos_without_bare_faces_in_one_line(demo_copy, tmp_path, capsys):
+    for folder in (demo_copy / "train" / "images").iterdir():
+        for photo in folder.glob("normal.*"):
+            photo.unlink()  # no bare faces left to compare with
+    with pytest.raises(SystemExit) as exit_info:
+        bare_face.main(["--train", str(demo_copy / "train"), "--eval", str(demo_copy / "eval"), "--config",
+                        str(bare_face.ROOT / "configs" / "tiny.yaml"), f"data.cache_dir={tmp_path / 'cache'}"])
+    assert exit_info.value.code == 2 and "image normal is missing" in capsys.readouterr().err  # the layout's check
+    assert not (tmp_path / "cache").exists()
 
 
 def test_bare_face_weighs_each_class_by_the_bare_face_probability_of_its_mask():
