@@ -22,26 +22,28 @@ The photos are decoded and face-cropped as configs/cpu.yaml does (--config), thr
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score, recall_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from facemask.config import ModelConfig, load_config
-from facemask.data.labels import MASK_NAMES, attribute_of
-from facemask.data.layout import read_train, scan_eval
-from facemask.data.loaders import load_pixels
-from facemask.errors import FacemaskError
-from facemask.evaluation.metrics import macro_f1
-from facemask.inference.predict import run_probs
-from facemask.inference.tta import parse_tta
-from facemask.models.factory import create_model
-from facemask.runs import Run
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from unseen_masks import unseen_scores  # noqa: E402  (the unseen-mask benchmark's mask F1 and recalls)
+
+from facemask.config import ModelConfig, load_config  # noqa: E402
+from facemask.data.labels import MASK_NAMES, NUM_CLASSES, attribute_of  # noqa: E402
+from facemask.data.layout import read_train, scan_eval  # noqa: E402
+from facemask.data.loaders import load_pixels  # noqa: E402
+from facemask.errors import FacemaskError  # noqa: E402
+from facemask.inference.predict import run_probs  # noqa: E402
+from facemask.inference.tta import parse_tta  # noqa: E402
+from facemask.models.factory import create_model  # noqa: E402
+from facemask.runs import Run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = (2, 3)  # tf_efficientnet_lite0's blocks 2 (40 channels, stride 8) and 3 (80 channels, stride 16)
@@ -124,12 +126,6 @@ def with_bare_face(p_run: np.ndarray, p_bare: np.ndarray) -> np.ndarray:
     return p_run * p_bare[:, attribute_of(np.arange(p_run.shape[1]), "mask")]
 
 
-def mask_scores(truth: np.ndarray, guess: np.ndarray) -> dict:
-    recall = recall_score(truth, guess, labels=[0, 1, 2], average=None, zero_division=0)
-    return {"mask_f1": float(f1_score(truth, guess, labels=[0, 1, 2], average="macro", zero_division=0)),
-            **{f"recall_{name.replace(' ', '_')}": float(r) for name, r in zip(MASK_NAMES, recall)}}
-
-
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", required=True, help="training folder (train.csv, images/)")
@@ -169,7 +165,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if missing:
         parser.error(f"{answers_path}: no answer for {missing[0]} ({len(missing)} eval images in all)")
     labels = answers.loc[list(eval_table["image_id"])].to_numpy()
-    truth = attribute_of(labels, "mask")
     eval_files = list(eval_table["file"])
 
     train_crops, bad = load_pixels(list(train["file"]), cfg, progress=False)
@@ -179,15 +174,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     people = train["person"].to_numpy()
     bank_maps, classifier, net = fit_bare_face(np.asarray(train_crops), train_mask, people, args.fit_photos)
     p_bare = classifier.predict_proba(distances(np.asarray(eval_crops), bank_maps, net))
-    rows = [{"answer": "bare face", **mask_scores(truth, p_bare.argmax(1))}]
+    # the bare face answers the mask only: scored as the class of that mask and the first gender and age group
+    rows = [{"answer": "bare face", **unseen_scores(labels, p_bare.argmax(1) * (NUM_CLASSES // 3)),
+             "macro_f1": float("nan")}]
     for run in args.runs:
         p_run = run_probs(run, eval_files, args.tta, progress=False)
         for name, scores in ((f"run {Path(run).name}", p_run), (f"run {Path(run).name} x bare face",
                                                                   with_bare_face(p_run, p_bare))):
             # as `facemask predict --data` answers: the top class (gender and age are the run's)
-            guess = scores.argmax(1)
-            rows.append({"answer": name, **mask_scores(truth, attribute_of(guess, "mask")),
-                         "macro_f1": macro_f1(labels, guess)})
+            rows.append({"answer": name, **unseen_scores(labels, scores.argmax(1))})
     table = pd.DataFrame(rows)
     print(f"{len(train)} training photos ({int((train_mask == NOT_WORN).sum())} bare faces in the bank; the classifier "
           f"fitted on {min(args.fit_photos, len(train))}), {len(eval_files)} eval photos")
