@@ -6,6 +6,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import age_ceiling  # noqa: E402
 import bare_face  # noqa: E402
 import inference  # noqa: E402
 import time_to_f1  # noqa: E402
@@ -157,3 +158,82 @@ def test_bare_face_weighs_each_class_by_the_bare_face_probability_of_its_mask():
     p_bare = np.array([[1 / 3, 1 / 3, 1 / 3], [0.1, 0.8, 0.1]])
     answers = bare_face.with_bare_face(p_run, p_bare).argmax(1)
     assert list(answers) == [2, 8]  # no view from the bare face: the run's; a bare-face "incorrect" outweighs it
+
+
+def test_age_ceiling_simulates_an_estimator_of_the_given_error():
+    import numpy as np
+
+    ages = np.random.default_rng(0).integers(18, 90, 20000).astype(float)
+    for noise in age_ceiling.NOISES:
+        for mae in (1.0, 4.0):
+            error = age_ceiling.estimated_ages(ages, mae, noise, np.random.default_rng(1)) - ages
+            assert np.abs(error).mean() == pytest.approx(mae, rel=0.03)
+        f1s = [age_ceiling.simulated_age_f1(ages, mae, noise, draws=2, seed=0) for mae in (0, 2, 4, 8)]
+        assert f1s[0] == 1.0 and f1s[0] > f1s[1] > f1s[2] > f1s[3] > 0.3
+    from facemask.data.labels import age_group, encode
+
+    labels = encode(np.arange(len(ages)) % 3, np.arange(len(ages)) % 2, age_group(ages))
+    perfect = [age_ceiling.simulated_macro_f1(labels, labels, ages, mae, "laplace", 2, 0) for mae in (0, 4)]
+    assert perfect[0] == 1.0 and perfect[1] < 0.95  # the mask and gender stay right, the age errs
+    assert age_ceiling.equivalent_mae([0, 2, 4], [1.0, 0.9, 0.7], 0.8) == pytest.approx(3.0)
+    assert age_ceiling.equivalent_mae([0, 2, 4], [1.0, 0.9, 0.7], 0.6) is None
+
+
+def test_age_ceiling_scores_a_multi_age_runs_own_answers_and_its_exact_age(demo_root, tiny_config):
+    import numpy as np
+    import pandas as pd
+
+    from facemask.data.images import load_image
+    from facemask.data.labels import age_group, decode, encode
+    from facemask.data.layout import read_train
+    from facemask.data.loaders import decoding_of
+    from facemask.evaluation.metrics import macro_f1
+    from facemask.runs import Run
+    from facemask.training.trainer import fit
+
+    run = fit(tiny_config("model.head=multi_age", "train.epochs=3"))
+    curve, runs = age_ceiling.main(["--data", str(demo_root / "train"), "--runs", str(run), "--maes", "0", "3",
+                                    "100", "--draws", "2"])
+    val = pd.read_csv(run / "val_predictions.csv", dtype={"person": str})
+    ages = val["person"].map(read_train(demo_root / "train").groupby("person")["age"].first()).to_numpy()
+    mask, gender, own_age = decode(val["pred"].to_numpy())
+    row = runs.iloc[0]
+    assert row["macro_f1"] == pytest.approx(macro_f1(val["label"], val["pred"]))
+    assert row["age_f1"] == pytest.approx(macro_f1(age_group(ages), own_age))
+    assert row["macro_f1@0"] == pytest.approx(macro_f1(val["label"], encode(mask, gender, age_group(ages))))
+    assert list(curve["mae"]) == [0, 3, 100] and curve.loc[0, "age_f1"] == 1.0 and curve.loc[1, "age_f1"] < 1.0
+    # the equivalent MAE is read off the curve of the run's own validation people
+    val_curve = [age_ceiling.simulated_age_f1(ages, mae, "laplace", 2, 0) for mae in (0, 3, 100)]
+    expected = age_ceiling.equivalent_mae([0, 3, 100], val_curve, row["age_f1"])
+    assert row["equivalent_mae"] is not None and row["equivalent_mae"] == pytest.approx(expected)
+    # the exact-age estimate, computed here the other way: each photo decoded on its own, the head asked for its
+    # age distribution (the head in training mode returns it after the 18 classes; its dropout stays off)
+    cfg, model = Run.open(run).load_model("cpu")
+    model.eval()
+    model.head.training = True
+    images = torch.stack([torch.from_numpy(load_image(f, (cfg.data.height, cfg.data.width), decoding_of(cfg)))
+                          for f in val["file"]]).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        distribution = model(images)[:, 18:].exp()
+    median = (distribution.cumsum(1) < 0.5).sum(1).numpy()
+    assert row["exact_age_mae"] == pytest.approx(np.abs(median - ages).mean())
+
+
+def test_age_ceiling_checks_its_inputs_in_one_line(demo_root, demo_copy, tiny_config, tmp_path, capsys):
+    from facemask.training.trainer import fit
+
+    run = fit(tiny_config())
+    lonely = demo_copy / "train" / "train.csv"
+    lonely.write_text(lonely.read_text().splitlines()[0] + "\n" + lonely.read_text().splitlines()[1] + "\n")
+    data = ["--data", str(demo_root / "train")]
+    for args, message in ((data + ["--maes", "2", "-1"], "--maes -1"), (data + ["--draws", "0"], "--draws 0"),
+                          (["--data", str(tmp_path)], "train.csv: not found"),
+                          (data + ["--runs", str(tmp_path)], "best.pt"),
+                          (["--data", str(demo_copy / "train"), "--runs", str(run)], "is not in --data")):
+        with pytest.raises(SystemExit) as exit_info:
+            age_ceiling.main(args)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    (run / "val_predictions.csv").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        age_ceiling.main(data + ["--runs", str(run)])
+    assert exit_info.value.code == 2 and "val_predictions.csv not found" in capsys.readouterr().err
