@@ -24,9 +24,11 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from facemask.config import Config  # noqa: E402
 from facemask.data.labels import age_group, decode, encode  # noqa: E402
 from facemask.data.layout import read_train  # noqa: E402
-from facemask.data.loaders import load_pixels  # noqa: E402
+from facemask.data.loaders import load_pixels, make_loader  # noqa: E402
+from facemask.data.transforms import build_transforms  # noqa: E402
 from facemask.errors import FacemaskError  # noqa: E402
 from facemask.evaluation.metrics import macro_f1  # noqa: E402
 from facemask.models.heads import AgeHead  # noqa: E402
@@ -67,27 +69,28 @@ def simulated_macro_f1(labels: np.ndarray, preds: np.ndarray, ages: np.ndarray, 
 
 def equivalent_mae(maes: list[float], f1s: list[float], f1: float) -> float | None:
     """The MAE at which the simulated age F1 (falling with the MAE) equals ``f1``, by linear interpolation; None
-    outside the grid."""
+    outside the grid. A simulated curve can rise a little between close MAEs (few draws): it is made
+    non-increasing first, so that the interpolation is well defined."""
     order = np.argsort(maes)
-    x, y = np.asarray(maes, float)[order], np.asarray(f1s, float)[order]
+    x, y = np.asarray(maes, float)[order], np.minimum.accumulate(np.asarray(f1s, float)[order])
     if not y[-1] <= f1 <= y[0]:
         return None
     return float(np.interp(f1, y[::-1], x[::-1]))
 
 
-def exact_age_estimates(run: Run, files: list[str]) -> np.ndarray | None:
-    """The median of a ``multi_age`` run's age distribution for each file (None for other heads)."""
-    cfg, model = run.load_model("cpu")
+def exact_age_estimates(cfg: Config, model: torch.nn.Module, files: list[str]) -> np.ndarray | None:
+    """The median of a ``multi_age`` run's age distribution for each file, decoded and transformed as the run's
+    validation was (None for other heads)."""
     if not isinstance(model.head, AgeHead):
         return None
     pixels, problems = load_pixels(files, cfg, progress=False)
     if problems:
         raise FacemaskError(f"{problems[0][0]}: {problems[0][1]}")
+    _, eval_tf = build_transforms(cfg.data.augment, cfg.aug)
     medians = []
     with torch.no_grad():
-        for start in range(0, len(files), 128):
-            images = torch.from_numpy(np.array(pixels[start:start + 128])).permute(0, 3, 1, 2).float()
-            features = model.backbone((images - model.mean) / model.std)
+        for images, _ in make_loader(files, None, cfg, eval_tf, pixels):
+            features = model.backbone((images.float() - model.mean) / model.std)
             distribution = model.head.age(features).softmax(1)
             medians.append((distribution.cumsum(1) < 0.5).sum(1).numpy())
     return np.concatenate(medians).astype(float)
@@ -99,17 +102,24 @@ def read_run(run: Run, ages_of: pd.Series) -> pd.DataFrame:
     if not path.is_file():
         raise FacemaskError(f"{path} not found (a finished run writes it)")
     val = pd.read_csv(path, dtype={"person": str})
+    lacking = [c for c in ("file", "person", "label", "pred") if c not in val.columns]
+    if lacking:
+        raise FacemaskError(f"{path}: no column {lacking[0]!r}")
     missing = sorted(set(val["person"]) - set(ages_of.index))
     if missing:
         raise FacemaskError(f"{run.path}: its validation person {missing[0]} is not in --data's train.csv "
                             f"({len(missing)} in all)")
+    gone = [f for f in val["file"] if not Path(f).is_file()]
+    if gone:
+        raise FacemaskError(f"{gone[0]}: not found (a validation photo of {run.path}; {len(gone)} in all)")
     return val.assign(age=val["person"].map(ages_of).astype(float))
 
 
 def main(argv: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="training folder (train.csv with every person's age)")
-    parser.add_argument("--runs", nargs="*", default=[], help="runs whose validation people to score")
+    parser.add_argument("--data", required=True, help="the training folder the runs were trained on (train.csv "
+                        "with every person's age)")
+    parser.add_argument("--runs", nargs="*", default=[], help="runs whose validation people to score (optional)")
     parser.add_argument("--maes", type=float, nargs="+", default=[0, 1, 2, 3, 4, 5, 6, 8, 10, 12],
                         help="the simulated estimators' mean absolute errors, in years")
     parser.add_argument("--noise", choices=NOISES, default="laplace", help="the simulated error's distribution")
@@ -126,46 +136,51 @@ def main(argv: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         photos = read_train(args.data)
         people = photos.groupby("person")["age"].first()
         runs = [Run.open(run) for run in args.runs]
+        names = [run.name for run in runs]
+        if len(set(names)) < len(names):
+            raise FacemaskError(f"--runs: two runs named {next(n for n in names if names.count(n) > 1)}")
         vals = [read_run(run, people) for run in runs]
-        configs = [run.config() for run in runs]
+        loaded = [run.load_model("cpu") for run in runs]
     except FacemaskError as err:
         parser.error(str(err))
 
-    ages = photos["age"].to_numpy(float)  # one row per photo
+    ages = photos["age"].to_numpy(float)  # one row per photo, an independent error each
     maes = sorted(set(args.maes))
     f1s = [simulated_age_f1(ages, mae, args.noise, args.draws, args.seed) for mae in maes]
     curve = pd.DataFrame({"mae": maes, "age_f1": f1s})
     runs_table = []
-    for run, val, cfg in zip(runs, vals, configs):
+    for run, val, (cfg, model) in zip(runs, vals, loaded):
         thresholds = tuple(cfg.data.age_thresholds)
-        labels, preds = val["label"].to_numpy(), val["pred"].to_numpy()
+        labels, preds, val_ages = val["label"].to_numpy(), val["pred"].to_numpy(), val["age"].to_numpy()
         own_age_f1 = macro_f1(decode(labels)[2], decode(preds)[2])
-        val_f1s = [simulated_age_f1(val["age"].to_numpy(), mae, args.noise, args.draws, args.seed, thresholds)
+        val_f1s = [simulated_age_f1(val_ages, mae, args.noise, args.draws, args.seed, thresholds)
                    for mae in maes]  # the curve of the run's own validation people, to compare like with like
         row = {"run": run.name, "photos": len(val), "macro_f1": macro_f1(labels, preds), "age_f1": own_age_f1,
                "equivalent_mae": equivalent_mae(maes, val_f1s, own_age_f1)}
         try:
-            estimates = exact_age_estimates(run, val["file"].tolist())
+            estimates = exact_age_estimates(cfg, model, val["file"].tolist())
         except FacemaskError as err:
             parser.error(str(err))
         if estimates is not None:
-            row["exact_age_mae"] = float(np.abs(estimates - val["age"].to_numpy()).mean())
-        for mae in maes:
-            row[f"macro_f1@{mae:g}"] = simulated_macro_f1(labels, preds, val["age"].to_numpy(), mae, args.noise,
-                                                          args.draws, args.seed, thresholds)
+            row["exact_age_mae"] = float(np.abs(estimates - val_ages).mean())
+            # the age groups of that estimate, beside a simulated estimator of the same MAE on the same people
+            row["exact_age_f1"] = macro_f1(age_group(val_ages, thresholds), age_group(estimates, thresholds))
+            row["simulated_f1_at_that_mae"] = simulated_age_f1(val_ages, row["exact_age_mae"], args.noise,
+                                                               args.draws, args.seed, thresholds)
         runs_table.append(row)
-        curve[run.name] = [row[f"macro_f1@{mae:g}"] for mae in maes]
+        curve[f"{run.name} age_f1"] = val_f1s
+        curve[f"{run.name} macro_f1"] = [simulated_macro_f1(labels, preds, val_ages, mae, args.noise, args.draws,
+                                                            args.seed, thresholds) for mae in maes]
     runs_frame = pd.DataFrame(runs_table)
 
     print(f"{args.data}: {len(people)} people, {len(ages)} photos, median age {np.median(people):.0f}; "
           f"simulated estimators: {args.noise} error, {args.draws} draws per MAE")
-    print("age F1 by the estimator's MAE (years); a run's column: its validation macro F1 with its own mask and "
-          "gender answers and the simulated age")
+    print("age_f1: all photos of --data by the estimator's MAE (years); a run's columns, on its validation people: "
+          "age_f1 likewise, and macro_f1 with its own mask and gender answers and the simulated age")
     print(curve.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if len(runs_frame):
         print("\nthe runs' own answers on their validation people:")
-        print(runs_frame[[c for c in runs_frame.columns if not c.startswith("macro_f1@")]].to_string(
-            index=False, float_format=lambda v: f"{v:.4f}"))
+        print(runs_frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return curve, runs_frame
 
 

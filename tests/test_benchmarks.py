@@ -177,9 +177,12 @@ def test_age_ceiling_simulates_an_estimator_of_the_given_error():
     assert perfect[0] == 1.0 and perfect[1] < 0.95  # the mask and gender stay right, the age errs
     assert age_ceiling.equivalent_mae([0, 2, 4], [1.0, 0.9, 0.7], 0.8) == pytest.approx(3.0)
     assert age_ceiling.equivalent_mae([0, 2, 4], [1.0, 0.9, 0.7], 0.6) is None
+    # a simulated curve that rises a little between two MAEs is read as flat there
+    assert age_ceiling.equivalent_mae([0, 2, 4, 6], [1.0, 0.8, 0.81, 0.6], 0.805) == pytest.approx(1.95)
 
 
-def test_age_ceiling_scores_a_multi_age_runs_own_answers_and_its_exact_age(demo_root, tiny_config):
+@pytest.mark.parametrize("cache", ["true", "false"])
+def test_age_ceiling_scores_a_multi_age_runs_own_answers_and_its_exact_age(demo_root, tiny_config, cache):
     import numpy as np
     import pandas as pd
 
@@ -191,7 +194,7 @@ def test_age_ceiling_scores_a_multi_age_runs_own_answers_and_its_exact_age(demo_
     from facemask.runs import Run
     from facemask.training.trainer import fit
 
-    run = fit(tiny_config("model.head=multi_age", "train.epochs=3"))
+    run = fit(tiny_config("model.head=multi_age", "train.epochs=3", f"data.cache={cache}"))
     curve, runs = age_ceiling.main(["--data", str(demo_root / "train"), "--runs", str(run), "--maes", "0", "3",
                                     "100", "--draws", "2"])
     val = pd.read_csv(run / "val_predictions.csv", dtype={"person": str})
@@ -200,10 +203,12 @@ def test_age_ceiling_scores_a_multi_age_runs_own_answers_and_its_exact_age(demo_
     row = runs.iloc[0]
     assert row["macro_f1"] == pytest.approx(macro_f1(val["label"], val["pred"]))
     assert row["age_f1"] == pytest.approx(macro_f1(age_group(ages), own_age))
-    assert row["macro_f1@0"] == pytest.approx(macro_f1(val["label"], encode(mask, gender, age_group(ages))))
+    assert curve.loc[0, f"{run.name} macro_f1"] == pytest.approx(
+        macro_f1(val["label"], encode(mask, gender, age_group(ages))))
     assert list(curve["mae"]) == [0, 3, 100] and curve.loc[0, "age_f1"] == 1.0 and curve.loc[1, "age_f1"] < 1.0
     # the equivalent MAE is read off the curve of the run's own validation people
     val_curve = [age_ceiling.simulated_age_f1(ages, mae, "laplace", 2, 0) for mae in (0, 3, 100)]
+    assert list(curve[f"{run.name} age_f1"]) == pytest.approx(val_curve)
     expected = age_ceiling.equivalent_mae([0, 3, 100], val_curve, row["age_f1"])
     assert row["equivalent_mae"] is not None and row["equivalent_mae"] == pytest.approx(expected)
     # the exact-age estimate, computed here the other way: each photo decoded on its own, the head asked for its
@@ -217,9 +222,14 @@ def test_age_ceiling_scores_a_multi_age_runs_own_answers_and_its_exact_age(demo_
         distribution = model(images)[:, 18:].exp()
     median = (distribution.cumsum(1) < 0.5).sum(1).numpy()
     assert row["exact_age_mae"] == pytest.approx(np.abs(median - ages).mean())
+    assert row["exact_age_f1"] == pytest.approx(macro_f1(age_group(ages), age_group(median)))
+    assert row["simulated_f1_at_that_mae"] == pytest.approx(
+        age_ceiling.simulated_age_f1(ages, row["exact_age_mae"], "laplace", 2, 0))
 
 
 def test_age_ceiling_checks_its_inputs_in_one_line(demo_root, demo_copy, tiny_config, tmp_path, capsys):
+    import pandas as pd
+
     from facemask.training.trainer import fit
 
     run = fit(tiny_config())
@@ -233,7 +243,17 @@ def test_age_ceiling_checks_its_inputs_in_one_line(demo_root, demo_copy, tiny_co
         with pytest.raises(SystemExit) as exit_info:
             age_ceiling.main(args)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    predictions = pd.read_csv(run / "val_predictions.csv", dtype={"person": str})
+    for table, message in ((predictions.drop(columns="pred"), "no column 'pred'"),
+                           (predictions.assign(file=predictions["file"].str.replace(".", "-gone.", regex=False)),
+                            "-gone.")):
+        table.to_csv(run / "val_predictions.csv", index=False)
+        with pytest.raises(SystemExit) as exit_info:
+            age_ceiling.main(data + ["--runs", str(run)])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
     (run / "val_predictions.csv").unlink()
-    with pytest.raises(SystemExit) as exit_info:
-        age_ceiling.main(data + ["--runs", str(run)])
-    assert exit_info.value.code == 2 and "val_predictions.csv not found" in capsys.readouterr().err
+    for args, message in ((["--runs", str(run)], "val_predictions.csv not found"),
+                          (["--runs", str(run), str(run)], "two runs named")):
+        with pytest.raises(SystemExit) as exit_info:
+            age_ceiling.main(data + args)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
