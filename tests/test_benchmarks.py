@@ -8,6 +8,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import age_ceiling  # noqa: E402
 import bare_face  # noqa: E402
+import face_embedding  # noqa: E402
 import inference  # noqa: E402
 import time_to_f1  # noqa: E402
 import unseen_masks  # noqa: E402
@@ -257,3 +258,95 @@ def test_age_ceiling_checks_its_inputs_in_one_line(demo_root, demo_copy, tiny_co
         with pytest.raises(SystemExit) as exit_info:
             age_ceiling.main(data + args)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def _pixel_embedding(calls):
+    """A stand-in for dlib's embedding in tests: the photo's colours, 8x6 pixels (the demo's easy cues)."""
+    import numpy as np
+    from PIL import Image
+
+    def embed(files, workers):
+        calls.append(list(files))
+        return np.stack([np.asarray(Image.open(f).convert("RGB").resize((6, 8)), dtype=float).ravel() / 255
+                         for f in files])
+    return embed
+
+
+def test_face_embedding_weighs_each_class_by_the_embeddings_gender_and_age():
+    import numpy as np
+
+    p_run = np.full((1, 18), 1 / 18)
+    p_gender, p_age = np.array([[0.2, 0.8]]), np.array([[0.1, 0.3, 0.6]])
+    scores = face_embedding.with_embedding(p_run, p_gender, p_age, 1.0, 0.5)
+    for label in range(18):
+        gender, age = (label % 6) // 3, label % 3
+        assert scores[0, label] == pytest.approx(p_gender[0, gender] * p_age[0, age] ** 0.5 / 18)
+    assert face_embedding.with_embedding(p_run, p_gender, p_age, 0, 0) == pytest.approx(p_run)
+
+
+def test_face_embedding_lifts_a_tiny_run_with_the_gender_and_age_it_learns(demo_root, tiny_config, tmp_path,
+                                                                        monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    from facemask.data.layout import scan_eval
+    from facemask.evaluation.metrics import classification_metrics
+    from facemask.inference.predict import run_probs
+    from facemask.runs import Run
+    from facemask.training.trainer import fit
+
+    calls, fitted = [], []
+    monkeypatch.setitem(face_embedding.EMBEDDINGS, "pixels", _pixel_embedding(calls))
+    real_fit = face_embedding.fit_attributes
+    monkeypatch.setattr(face_embedding, "fit_attributes", lambda v, labels, c: fitted.append(len(v)) or real_fit(
+        v, labels, c))
+    run = fit(tiny_config())
+    args = ["--train", str(demo_root / "train"), "--eval", str(demo_root / "eval"), "--runs", str(run),
+            "--embedding", "pixels", "--workers", "1", "--cache-dir", str(tmp_path / "emb")]
+    table = face_embedding.main(args)
+    assert list(table["answer"]) == ["pixels embedding alone (gender, age)", "run",
+                                     "run x embedding, weights 0.5 0.5", table["answer"][3]]
+    assert "(chosen on validation)" in table["answer"][3]
+    assert table.loc[0, "gender_f1"] > 0.8 and table.loc[0, "age_f1"] > 0.8  # the easy cues, learnt
+    # the run's row is the run's own answer on the eval photos; the embedding's gender and age lift it
+    _, eval_table, _ = scan_eval(demo_root / "eval")
+    answers = pd.read_csv(demo_root / "eval_answers.csv", dtype={"ImageID": str}).set_index("ImageID")["ans"]
+    labels = answers.loc[list(eval_table["image_id"])].to_numpy()
+    own = classification_metrics(labels, run_probs(run, list(eval_table["file"]), progress=False).argmax(1))
+    assert table.loc[1, "macro_f1"] == pytest.approx(own["macro_f1"])
+    assert table.loc[2, "macro_f1"] > table.loc[1, "macro_f1"] + 0.1
+    # the regressions learnt from the people outside the run's validation people only
+    split = Run.open(run).split()
+    outside = int((split["side"] != "val").sum()) * 7  # seven photos per person
+    assert fitted == [outside]
+    # the embeddings are kept: a second run embeds nothing and prints the same table
+    assert len(calls) == 2
+    again = face_embedding.main(args)
+    assert len(calls) == 2 and np.allclose(again.select_dtypes("number").fillna(-1),
+                                           table.select_dtypes("number").fillna(-1))
+
+
+def test_face_embedding_checks_its_inputs_before_embedding_a_face(demo_root, demo_copy, tiny_config, tmp_path,
+                                                                  capsys, monkeypatch):
+    from facemask.training.trainer import fit
+
+    calls = []
+    monkeypatch.setitem(face_embedding.EMBEDDINGS, "pixels", _pixel_embedding(calls))
+    run = fit(tiny_config())
+    answers = tmp_path / "answers.csv"
+    answers.write_text("ImageID,ans\nnot-an-eval-image.jpg,0\n")
+    base = ["--eval", str(demo_root / "eval"), "--embedding", "pixels", "--cache-dir", ""]
+    good = ["--train", str(demo_root / "train"), "--runs", str(run)]
+    for extra, message in ((good + ["--c", "0"], "--c 0"), (good + ["--weights", "1", "-1"], "at least 0"),
+                           (good + ["--workers", "0"], "--workers 0"), (good + ["--tta", "spin"], "spin"),
+                           (["--train", str(demo_root / "train"), "--runs", str(tmp_path)], "best.pt"),
+                           (["--train", str(demo_copy / "train"), "--runs", str(run)], "is not one of --train's"),
+                           (good + ["--answers", str(answers)], "no answer for")):
+        with pytest.raises(SystemExit) as exit_info:
+            face_embedding.main(base + extra)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert calls == []  # nothing was embedded
+    monkeypatch.setattr(face_embedding.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SystemExit) as exit_info:
+        face_embedding.main(["--eval", str(demo_root / "eval"), "--cache-dir", ""] + good)
+    assert exit_info.value.code == 2 and "pip install face-recognition-models" in capsys.readouterr().err
