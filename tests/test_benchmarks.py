@@ -290,44 +290,97 @@ def test_face_embedding_lifts_a_tiny_run_with_the_gender_and_age_it_learns(demo_
     import pandas as pd
 
     from facemask.data.layout import scan_eval
-    from facemask.evaluation.metrics import classification_metrics
+    from facemask.evaluation.metrics import classification_metrics, macro_f1
     from facemask.inference.predict import run_probs
     from facemask.runs import Run
     from facemask.training.trainer import fit
 
     calls, fitted = [], []
-    monkeypatch.setitem(face_embedding.EMBEDDINGS, "pixels", _pixel_embedding(calls))
+    embedding = _pixel_embedding(calls)
+    monkeypatch.setitem(face_embedding.EMBEDDINGS, "pixels", embedding)
     real_fit = face_embedding.fit_attributes
-    monkeypatch.setattr(face_embedding, "fit_attributes", lambda v, labels, c: fitted.append(len(v)) or real_fit(
+    monkeypatch.setattr(face_embedding, "fit_attributes", lambda v, labels, c: fitted.append(v) or real_fit(
         v, labels, c))
     run = fit(tiny_config())
-    args = ["--train", str(demo_root / "train"), "--eval", str(demo_root / "eval"), "--runs", str(run),
-            "--embedding", "pixels", "--workers", "1", "--cache-dir", str(tmp_path / "emb")]
+    own_val = pd.read_csv(run / "val_predictions.csv", dtype={"person": str})
+    # a run trained with data.root spelt another way (here with a /./ in it) names the same photos
+    own_val.assign(file=own_val["file"].str.replace("/images/", "/./images/")).to_csv(run / "val_predictions.csv",
+                                                                                     index=False)
+    # the answers in another order than info.csv's: they are matched by ImageID
+    answers = pd.read_csv(demo_root / "eval_answers.csv", dtype={"ImageID": str}).iloc[::-1]
+    answers.to_csv(tmp_path / "answers.csv", index=False)
+    monkeypatch.chdir(demo_root)  # --train and --eval spelt relative to here; the run's paths are absolute
+    args = ["--train", "train", "--eval", "eval", "--answers", str(tmp_path / "answers.csv"), "--runs", str(run),
+            "--embedding", "pixels", "--workers", "1", "--cache-dir", str(tmp_path / "emb"), "--cs", "0.01", "1"]
     table = face_embedding.main(args)
-    assert list(table["answer"]) == ["pixels embedding alone (gender, age)", "run",
-                                     "run x embedding, weights 0.5 0.5", table["answer"][3]]
-    assert "(chosen on validation)" in table["answer"][3]
+    assert list(table["answer"].str.split(",").str[0]) == ["pixels embedding alone (gender", "run",
+                                                           "run x embedding", "run x embedding"]
+    assert "(chosen on validation)" in table["answer"][2] and "weights 0.5 0.5 (fixed)" in table["answer"][3]
     assert table.loc[0, "gender_f1"] > 0.8 and table.loc[0, "age_f1"] > 0.8  # the easy cues, learnt
+    # ... on the validation photos too: their embeddings are the ones of their own files
+    assert table.loc[0, "val_gender_f1"] > 0.8 and table.loc[0, "val_age_f1"] > 0.8
     # the run's row is the run's own answer on the eval photos; the embedding's gender and age lift it
     _, eval_table, _ = scan_eval(demo_root / "eval")
-    answers = pd.read_csv(demo_root / "eval_answers.csv", dtype={"ImageID": str}).set_index("ImageID")["ans"]
-    labels = answers.loc[list(eval_table["image_id"])].to_numpy()
+    labels = answers.set_index("ImageID")["ans"].loc[list(eval_table["image_id"])].to_numpy()
     own = classification_metrics(labels, run_probs(run, list(eval_table["file"]), progress=False).argmax(1))
     assert table.loc[1, "macro_f1"] == pytest.approx(own["macro_f1"])
     assert table.loc[2, "macro_f1"] > table.loc[1, "macro_f1"] + 0.1
-    # the regressions learnt from the people outside the run's validation people only
+    # the choice on validation: at least as good there as the run alone (weights 0 0 are in the grid) and as the
+    # fixed row (C 0.01, weights 0.5 0.5 are in the grid)
+    assert table.loc[2, "val_macro_f1"] >= max(table.loc[1, "val_macro_f1"], table.loc[3, "val_macro_f1"])
+    # the run's own answers on its validation photos (no --tta here): those it saved when it trained
+    assert table.loc[1, "val_macro_f1"] == pytest.approx(macro_f1(own_val["label"], own_val["pred"]))
+    # the regressions learnt from the people outside the run's validation people only (one fit per C)
     split = Run.open(run).split()
-    outside = int((split["side"] != "val").sum()) * 7  # seven photos per person
-    assert fitted == [outside]
+    val_people = set(split.loc[split["side"] == "val", "person"])
+    val_files = [f for f in sorted((demo_root / "train" / "images").glob("*/*")) if f.parent.name[:6] in val_people]
+    val_vectors = {tuple(v) for v in embedding(val_files, 1)}
+    assert len(fitted) == 2 and all(len(v) == (len(split) - len(val_people)) * 7 for v in fitted)
+    assert not val_vectors & {tuple(v) for v in fitted[0]}
     # the embeddings are kept: a second run embeds nothing and prints the same table
-    assert len(calls) == 2
+    assert len(calls) == 3  # training, eval, and the validation photos embedded here
     again = face_embedding.main(args)
-    assert len(calls) == 2 and np.allclose(again.select_dtypes("number").fillna(-1),
+    assert len(calls) == 3 and np.allclose(again.select_dtypes("number").fillna(-1),
                                            table.select_dtypes("number").fillna(-1))
+
+
+def test_face_embedding_keeps_embeddings_until_a_photo_changes(tmp_path, monkeypatch):
+    from PIL import Image
+
+    calls = []
+    monkeypatch.setitem(face_embedding.EMBEDDINGS, "pixels", _pixel_embedding(calls))
+    files = []
+    for i in range(3):
+        Image.new("RGB", (12, 16), (40 * i, 90, 200)).save(tmp_path / f"{i}.png")
+        files.append(str(tmp_path / f"{i}.png"))
+    first, how = face_embedding.embed(files, "pixels", 1, tmp_path / "cache")
+    assert how.startswith("computed") and len(calls) == 1
+    again, how = face_embedding.embed(files, "pixels", 1, tmp_path / "cache")
+    assert how == "read from the cache" and len(calls) == 1 and (again == first).all()
+    Image.new("RGB", (12, 16), (250, 0, 0)).save(tmp_path / "1.png")  # the same name, other pixels
+    changed, how = face_embedding.embed(files, "pixels", 1, tmp_path / "cache")
+    assert how.startswith("computed") and len(calls) == 2 and (changed[1] != first[1]).any()
+
+
+def _lengths(files):
+    import numpy as np
+
+    return np.array([[len(str(f)), i] for i, f in enumerate(files)], dtype=float)
+
+
+def test_face_embedding_splits_the_photos_over_workers_and_joins_them_in_order():
+    files = [f"photo-{'x' * i}.jpg" for i in range(7)]
+    out = face_embedding.map_in_workers(_lengths, files, 3)
+    assert list(out[:, 0]) == [len(f) for f in files]  # each row is its own file's
+    assert list(out[:, 1]) == [0, 0, 0, 1, 1, 1, 2]  # place in its chunk: files 0 3 6 | 1 4 | 2 5
 
 
 def test_face_embedding_checks_its_inputs_before_embedding_a_face(demo_root, demo_copy, tiny_config, tmp_path,
                                                                   capsys, monkeypatch):
+    import shutil
+
+    import pandas as pd
+
     from facemask.training.trainer import fit
 
     calls = []
@@ -337,7 +390,16 @@ def test_face_embedding_checks_its_inputs_before_embedding_a_face(demo_root, dem
     answers.write_text("ImageID,ans\nnot-an-eval-image.jpg,0\n")
     base = ["--eval", str(demo_root / "eval"), "--embedding", "pixels", "--cache-dir", ""]
     good = ["--train", str(demo_root / "train"), "--runs", str(run)]
-    for extra, message in ((good + ["--c", "0"], "--c 0"), (good + ["--weights", "1", "-1"], "at least 0"),
+    broken = tmp_path / "broken-run"
+    shutil.copytree(run, broken)
+    pd.read_csv(run / "val_predictions.csv").drop(columns="p3").to_csv(broken / "val_predictions.csv", index=False)
+    bare_answers = tmp_path / "bare.csv"
+    bare_answers.write_text("ImageID\nx.jpg\n")
+    for extra, message in ((good + ["--c", "0"], "--c / --cs 0"), (good + ["--cs", "1", "-2"], "--c / --cs -2"),
+                           (good + ["--weights", "1", "-1"], "at least 0"),
+                           (good + ["--out", str(tmp_path / "no" / "t.csv")], "its folder does not exist"),
+                           (["--train", str(demo_root / "train"), "--runs", str(broken)], "no column 'p3'"),
+                           (good + ["--answers", str(bare_answers)], "needs the columns ImageID and ans"),
                            (good + ["--workers", "0"], "--workers 0"), (good + ["--tta", "spin"], "spin"),
                            (["--train", str(demo_root / "train"), "--runs", str(tmp_path)], "best.pt"),
                            (["--train", str(demo_copy / "train"), "--runs", str(run)], "is not one of --train's"),
