@@ -5,10 +5,11 @@ For each photo, dlib's face-recognition ResNet (the CC0 model of the `face-recog
 face found by facemask's HOG detector (the fallback box when none is found) into 128 numbers. Two logistic
 regressions on those embeddings answer gender and age group; they are fitted on the training photos of the
 people *outside* the run's validation people, so that the run and the regressions have learnt from the same
-people. The combined answer is the top class of p_run(class) x p_emb(gender)^wg x p_emb(age)^wa: the mask stays the
-run's. It is printed, beside the run alone, on the eval people, all in one run: with the regressions' C and the
-weights that score best on the run's validation people (from --cs and --grid; the run's answers there with the same
---tta as on the eval photos), and with fixed ones (--c, --weights).
+people. The combined answer is the top class of p_run(class) x p_emb(gender)^wg x p_emb(age)^wa (the embedding says
+nothing of the mask: only the run's probabilities weigh the three mask states). It is printed, beside the run
+alone, on the eval people, all in one run: with the regressions' C and the weights that score best on the run's
+validation people (from --cs and --grid; the run's answers there with the same --tta as on the eval photos), and
+with fixed ones (--c, --weights).
 
     pip install face-recognition-models      # dlib's models (about 100 MB); not a facemask dependency
     python benchmarks/face_embedding.py --train ../standin/train --eval ../standin/eval --runs RUN [RUN ...] \
@@ -127,7 +128,7 @@ def with_embedding(p_run: np.ndarray, p_gender: np.ndarray, p_age: np.ndarray, w
 
 def _scores(labels: np.ndarray, predictions: np.ndarray) -> dict:
     metrics = classification_metrics(labels, predictions)
-    return {k: metrics[k] for k in ("macro_f1", "accuracy", "gender_f1", "age_f1")}
+    return {k: metrics[k] for k in ("macro_f1", "accuracy", "mask_f1", "gender_f1", "age_f1")}
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
