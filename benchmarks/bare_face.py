@@ -9,8 +9,9 @@ worn / incorrect / not worn. Whatever covers the nose and mouth, any mask style,
 
 Prints mask F1 and the recall of worn / incorrect / not worn on the eval photos for the bare-face answer, for each
 given run's own answer (its top class, as `facemask predict --data` answers), and for their product (the top
-class of p_run(class) * p_bare(its mask): the mask weighed by both, gender and age the run's), side by side, with
-the 18-class macro F1 of the last two:
+class of p_run(class) * p_bare(its mask): the mask weighed by both, gender and age the run's), and for the bare
+face asked only "is the face covered" (p_bare(not worn) against the rest; worn against incorrect, gender and age
+the run's), side by side, with the 18-class macro F1 of the last three:
 
     python benchmarks/bare_face.py --train DATA/train --eval DATA/eval [--answers DATA/eval_answers.csv] \
         [--runs RUN ...] [--tta flip] [--fit-photos 3000] [OVERRIDE ...]
@@ -126,6 +127,20 @@ def with_bare_face(p_run: np.ndarray, p_bare: np.ndarray) -> np.ndarray:
     return p_run * p_bare[:, attribute_of(np.arange(p_run.shape[1]), "mask")]
 
 
+def with_bare_face_cover(p_run: np.ndarray, p_bare: np.ndarray) -> np.ndarray:
+    """(N, 18): the bare face answers only "is the face covered": p_bare(not worn) for the bare classes and
+    1 - p_bare(not worn) shared by worn and incorrect, as the run divides them; within each side, the run's own
+    class probabilities (normalised), so gender and age stay the run's and worn against incorrect is the run's."""
+    mask = attribute_of(np.arange(p_run.shape[1]), "mask")
+    bare = mask == 2
+    covered = p_run[:, ~bare] / p_run[:, ~bare].sum(1, keepdims=True).clip(1e-12)
+    uncovered = p_run[:, bare] / p_run[:, bare].sum(1, keepdims=True).clip(1e-12)
+    out = np.empty_like(p_run)
+    out[:, ~bare] = covered * (1 - p_bare[:, 2:3])
+    out[:, bare] = uncovered * p_bare[:, 2:3]
+    return out
+
+
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", required=True, help="training folder (train.csv, images/)")
@@ -179,8 +194,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
              "macro_f1": float("nan")}]
     for run in args.runs:
         p_run = run_probs(run, eval_files, args.tta, progress=False)
-        for name, scores in ((f"run {Path(run).name}", p_run), (f"run {Path(run).name} x bare face",
-                                                                  with_bare_face(p_run, p_bare))):
+        for name, scores in ((f"run {Path(run).name}", p_run),
+                             (f"run {Path(run).name} x bare face", with_bare_face(p_run, p_bare)),
+                             (f"run {Path(run).name} x bare face, cover only", with_bare_face_cover(p_run, p_bare))):
             # as `facemask predict --data` answers: the top class (gender and age are the run's)
             rows.append({"answer": name, **unseen_scores(labels, scores.argmax(1))})
     table = pd.DataFrame(rows)

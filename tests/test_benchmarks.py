@@ -118,7 +118,8 @@ def test_bare_face_answers_the_mask_on_the_demo_data(demo_root, tiny_config, tmp
     table = bare_face.main(["--train", str(demo_root / "train"), "--eval", str(demo_root / "eval"), "--runs",
                             str(run), "--config", str(bare_face.ROOT / "configs" / "tiny.yaml"), "--fit-photos",
                             "100", "--out", str(tmp_path / "bare.csv"), f"data.cache_dir={tmp_path / 'cache'}"])
-    assert list(table["answer"]) == ["bare face", f"run {run.name}", f"run {run.name} x bare face"]
+    assert list(table["answer"]) == ["bare face", f"run {run.name}", f"run {run.name} x bare face",
+                                     f"run {run.name} x bare face, cover only"]
     assert (tmp_path / "bare.csv").is_file()
     assert table.loc[0, "mask_f1"] > 0.6 and table.loc[0, "recall_not_wear"] >= 0.5  # it learned bare faces
     # one epoch of the tiny model barely knows the mask: the bare face's view lifts the product above it
@@ -159,6 +160,22 @@ def test_bare_face_weighs_each_class_by_the_bare_face_probability_of_its_mask():
     p_bare = np.array([[1 / 3, 1 / 3, 1 / 3], [0.1, 0.8, 0.1]])
     answers = bare_face.with_bare_face(p_run, p_bare).argmax(1)
     assert list(answers) == [2, 8]  # no view from the bare face: the run's; a bare-face "incorrect" outweighs it
+
+
+def test_bare_face_cover_only_leaves_worn_against_incorrect_to_the_run():
+    import numpy as np
+
+    p_run = np.full((3, 18), 0.01)
+    p_run[:, 2] = 0.5  # worn (class 2) is the run's top class
+    p_run[:, 8] = 0.3  # incorrect (class 8) its second
+    p_run[:, 13] = 0.2  # not worn (class 13) its third
+    p_bare = np.array([[0.1, 0.8, 0.1], [0.05, 0.05, 0.9], [0.3, 0.3, 0.4]])
+    scores = bare_face.with_bare_face_cover(p_run, p_bare)
+    # a bare-face "incorrect" does not move the run's worn; a bare-face "not worn" does; the rows stay distributions
+    assert list(scores.argmax(1)) == [2, 13, 2] and np.allclose(scores.sum(1), 1)
+    covered = np.arange(18) // 6 < 2
+    assert np.allclose(scores[:, covered].sum(1), 1 - p_bare[:, 2])
+    assert np.allclose(scores[0, covered] / scores[0, covered].sum(), p_run[0, covered] / p_run[0, covered].sum())
 
 
 def test_age_ceiling_simulates_an_estimator_of_the_given_error():
