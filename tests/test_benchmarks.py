@@ -111,9 +111,13 @@ def test_bare_face_distance_is_to_the_nearest_bare_face_of_another_person_within
     assert (bare_face.bare_face_distance(shifted, bank, reach=0).reshape(4, 3)[:, 1:] > 0.01).all()
 
 
-def test_bare_face_answers_the_mask_on_the_demo_data(demo_root, tiny_config, tmp_path):
+def test_bare_face_answers_the_mask_on_the_demo_data(demo_root, tiny_config, tmp_path, monkeypatch):
+    import pandas as pd
+
     from facemask.training.trainer import fit
 
+    covers, real_cover = [], bare_face.with_bare_face_cover
+    monkeypatch.setattr(bare_face, "with_bare_face_cover", lambda p, b: covers.append(real_cover(p, b)) or covers[-1])
     run = fit(tiny_config())
     table = bare_face.main(["--train", str(demo_root / "train"), "--eval", str(demo_root / "eval"), "--runs",
                             str(run), "--config", str(bare_face.ROOT / "configs" / "tiny.yaml"), "--fit-photos",
@@ -124,6 +128,16 @@ def test_bare_face_answers_the_mask_on_the_demo_data(demo_root, tiny_config, tmp
     assert table.loc[0, "mask_f1"] > 0.6 and table.loc[0, "recall_not_wear"] >= 0.5  # it learned bare faces
     # one epoch of the tiny model barely knows the mask: the bare face's view lifts the product above it
     assert table.loc[2, "mask_f1"] > table.loc[1, "mask_f1"] and 0 < table.loc[2, "macro_f1"] <= 1
+    # the "cover only" row is scored from with_bare_face_cover's answer
+    from facemask.data.labels import attribute_of
+    from facemask.data.layout import scan_eval
+
+    _, eval_table, _ = scan_eval(demo_root / "eval")
+    answers = pd.read_csv(demo_root / "eval_answers.csv", dtype={"ImageID": str}).set_index("ImageID")["ans"]
+    truth = attribute_of(answers.loc[list(eval_table["image_id"])].to_numpy(), "mask")
+    assert len(covers) == 1
+    assert table.loc[3, "recall_not_wear"] == pytest.approx((attribute_of(covers[0].argmax(1), "mask")[truth == 2]
+                                                             == 2).mean())
 
 
 def test_bare_face_checks_its_inputs_before_decoding_an_image(demo_root, tmp_path, capsys):
