@@ -131,13 +131,20 @@ def with_bare_face_cover(p_run: np.ndarray, p_bare: np.ndarray) -> np.ndarray:
     """(N, 18): the bare face answers only "is the face covered": p_bare(not worn) for the bare classes and
     1 - p_bare(not worn) shared by worn and incorrect, as the run divides them; within each side, the run's own
     class probabilities (normalised), so gender and age stay the run's and worn against incorrect is the run's."""
-    mask = attribute_of(np.arange(p_run.shape[1]), "mask")
-    bare = mask == 2
-    covered = p_run[:, ~bare] / p_run[:, ~bare].sum(1, keepdims=True).clip(1e-12)
-    uncovered = p_run[:, bare] / p_run[:, bare].sum(1, keepdims=True).clip(1e-12)
-    out = np.empty_like(p_run)
-    out[:, ~bare] = covered * (1 - p_bare[:, 2:3])
-    out[:, bare] = uncovered * p_bare[:, 2:3]
+    bare = attribute_of(np.arange(p_run.shape[1]), "mask") == NOT_WORN
+    # gender x age as the run sees it over all mask states: a side the run gives no mass at all takes this
+    overall = p_run.reshape(len(p_run), 3, -1).sum(1)
+
+    def within(side: np.ndarray) -> np.ndarray:
+        total = side.sum(1, keepdims=True)
+        fallback = overall if side.shape[1] == overall.shape[1] else np.tile(overall, side.shape[1] // overall.shape[1])
+        fallback = fallback / fallback.sum(1, keepdims=True)
+        return np.where(total > 0, side / np.maximum(total, 1e-300), fallback)
+
+    not_worn = p_bare[:, NOT_WORN:NOT_WORN + 1]
+    out = np.empty_like(p_run, dtype=float)
+    out[:, ~bare] = within(p_run[:, ~bare]) * (1 - not_worn)
+    out[:, bare] = within(p_run[:, bare]) * not_worn
     return out
 
 

@@ -136,6 +136,8 @@ def test_bare_face_answers_the_mask_on_the_demo_data(demo_root, tiny_config, tmp
     answers = pd.read_csv(demo_root / "eval_answers.csv", dtype={"ImageID": str}).set_index("ImageID")["ans"]
     truth = attribute_of(answers.loc[list(eval_table["image_id"])].to_numpy(), "mask")
     assert len(covers) == 1
+    expected = unseen_masks.unseen_scores(answers.loc[list(eval_table["image_id"])].to_numpy(), covers[0].argmax(1))
+    assert table.loc[3, list(expected)].to_dict() == pytest.approx(expected)
     assert table.loc[3, "recall_not_wear"] == pytest.approx((attribute_of(covers[0].argmax(1), "mask")[truth == 2]
                                                              == 2).mean())
 
@@ -190,6 +192,12 @@ def test_bare_face_cover_only_leaves_worn_against_incorrect_to_the_run():
     covered = np.arange(18) // 6 < 2
     assert np.allclose(scores[:, covered].sum(1), 1 - p_bare[:, 2])
     assert np.allclose(scores[0, covered] / scores[0, covered].sum(), p_run[0, covered] / p_run[0, covered].sum())
+    # a run that gives the bare classes no mass at all: the bare face's "not worn" still counts, with the run's
+    # gender and age over all mask states
+    p_zero = np.zeros((1, 18))
+    p_zero[0, 2], p_zero[0, 4] = 0.7, 0.3  # worn: male 60+ (class 2), female 30-59 (class 4)
+    scores = bare_face.with_bare_face_cover(p_zero, np.array([[0.05, 0.05, 0.9]]))
+    assert scores.argmax() == 14 and np.allclose(scores.sum(), 1)  # not worn, male 60+
 
 
 def test_age_ceiling_simulates_an_estimator_of_the_given_error():
