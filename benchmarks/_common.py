@@ -1,10 +1,17 @@
-"""Shared helpers for the benchmarks: timing loops measured side by side in one process."""
+"""Shared helpers for the benchmarks: timing loops measured side by side in one process, and the eval answers."""
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
+import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from facemask.errors import DataError  # noqa: E402
+from facemask.submission import label_problem, read_csv_file  # noqa: E402
 
 
 def bf16_supported() -> bool:
@@ -25,3 +32,20 @@ def images_per_second(step: Callable[[], None], batch: int, warmup: int = 2, sec
         step()
         steps += 1
     return steps * batch / (time.perf_counter() - start)
+
+
+def eval_labels(answers_path: str | Path, image_ids: Sequence[str]) -> np.ndarray:
+    """The true class of each eval image, in ``image_ids``' order, from an answers file (ImageID,ans) read and
+    checked as `facemask score` reads it; a DataError names the file and the first problem."""
+    answers = read_csv_file(answers_path, "answers file")
+    bad = label_problem(answers["ans"], f"answers file {answers_path}")
+    if bad:
+        raise DataError(bad)
+    duplicated = answers["ImageID"][answers["ImageID"].duplicated()]
+    if len(duplicated):
+        raise DataError(f"answers file {answers_path}: ImageID {duplicated.iloc[0]} appears more than once")
+    by_id = answers.set_index("ImageID")["ans"]
+    missing = sorted(set(image_ids) - set(by_id.index))
+    if missing:
+        raise DataError(f"{answers_path}: no answer for {missing[0]} ({len(missing)} eval images in all)")
+    return by_id.loc[list(image_ids)].astype(int).to_numpy()

@@ -34,6 +34,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import eval_labels  # noqa: E402
 from unseen_masks import unseen_scores  # noqa: E402  (the unseen-mask benchmark's mask F1 and recalls)
 
 from facemask.config import ModelConfig, load_config  # noqa: E402
@@ -182,11 +183,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     train_mask = attribute_of(train["label"].to_numpy(), "mask")
     if set(train_mask) != {0, 1, 2}:
         parser.error(f"{args.train}: the training photos lack a mask state (worn, incorrect and bare are all needed)")
-    answers = pd.read_csv(answers_path, dtype={"ImageID": str}).set_index("ImageID")["ans"]
-    missing = sorted(set(eval_table["image_id"]) - set(answers.index))
-    if missing:
-        parser.error(f"{answers_path}: no answer for {missing[0]} ({len(missing)} eval images in all)")
-    labels = answers.loc[list(eval_table["image_id"])].to_numpy()
+    try:
+        labels = eval_labels(answers_path, list(eval_table["image_id"]))
+    except FacemaskError as err:
+        parser.error(str(err))
     eval_files = list(eval_table["file"])
 
     train_crops, bad = load_pixels(list(train["file"]), cfg, progress=False)

@@ -34,6 +34,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import group_people  # noqa: E402
+from _common import eval_labels  # noqa: E402
+
 from facemask.data.faces import HogDetector  # noqa: E402
 from facemask.data.labels import SHAPE, decode  # noqa: E402
 from facemask.data.layout import read_train, scan_eval  # noqa: E402
@@ -58,10 +62,8 @@ def map_in_workers(function, files: list[str], workers: int) -> np.ndarray:
 
 
 def _dlib_chunk(files: list[str]) -> np.ndarray:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from group_people import dlib_embeddings  # the grouping benchmark's embedding (face box, landmarks, ResNet)
-
-    return dlib_embeddings(files) if files else np.zeros((0, 128))
+    # the grouping benchmark's embedding (face box, landmarks, ResNet)
+    return group_people.dlib_embeddings(files) if files else np.zeros((0, 128))
 
 
 def dlib_embeddings(files: list[str], workers: int) -> np.ndarray:
@@ -189,16 +191,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                 raise FacemaskError(f"{run.path}: its validation photo {unknown[0]} is not one of --train's "
                                     f"({len(unknown)} in all; was it trained on {args.train}?)")
             vals.append(val)
-        answers = pd.read_csv(answers_path, dtype={"ImageID": str})
-        if not {"ImageID", "ans"} <= set(answers.columns):
-            raise FacemaskError(f"{answers_path}: needs the columns ImageID and ans")
+        labels = eval_labels(answers_path, list(eval_table["image_id"]))
     except FacemaskError as err:
         parser.error(str(err))
-    answers = answers.set_index("ImageID")["ans"]
-    missing = sorted(set(eval_table["image_id"]) - set(answers.index))
-    if missing:
-        parser.error(f"{answers_path}: no answer for {missing[0]} ({len(missing)} eval images in all)")
-    labels = answers.loc[list(eval_table["image_id"])].to_numpy()
     eval_files = list(eval_table["file"])
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else None

@@ -438,7 +438,7 @@ def test_face_embedding_checks_its_inputs_before_embedding_a_face(demo_root, dem
                            (good + ["--weights", "1", "-1"], "at least 0"),
                            (good + ["--out", str(tmp_path / "no" / "t.csv")], "its folder does not exist"),
                            (["--train", str(demo_root / "train"), "--runs", str(broken)], "no column 'p3'"),
-                           (good + ["--answers", str(bare_answers)], "needs the columns ImageID and ans"),
+                           (good + ["--answers", str(bare_answers)], "has no column 'ans'"),
                            (good + ["--workers", "0"], "--workers 0"), (good + ["--tta", "spin"], "spin"),
                            (["--train", str(demo_root / "train"), "--runs", str(tmp_path)], "best.pt"),
                            (["--train", str(demo_copy / "train"), "--runs", str(run)], "is not one of --train's"),
