@@ -82,6 +82,12 @@ class AugConfig:
     mask_texture_p: float = 0.3  # mask_texture: a pattern (stripes, checks, dots, noise) over the lower face
     synthetic_mask_p: float = 0.5  # synthetic_mask: a bare face gets a mask of a random shape (label changed)
     synthetic_mask_photo_p: float = 0.4  # synthetic_mask: share of masks made of a photo's texture, not a colour
+    # mask_restyle: a worn or incorrectly worn mask redrawn from the person's own bare photo (facemask.data.covers)
+    mask_restyle_p: float = 0.8  # share of masked photos redrawn
+    mask_restyle_width: list[float] = field(default_factory=lambda: [0.6, 1.05])  # width factor (about its middle)
+    mask_restyle_length: list[float] = field(default_factory=lambda: [0.8, 1.15])  # length factor (top edge kept)
+    mask_restyle_colour_p: float = 0.6  # share recoloured: its own shading in a random colour
+    mask_restyle_pattern_p: float = 0.4  # share given stripes of a random period, angle and depth
     mixup_alpha: float = 0.0  # MixUp beta(alpha, alpha); 0 = off (timm's Mixup)
     cutmix_alpha: float = 0.0  # CutMix beta(alpha, alpha); 0 = off
     mix_prob: float = 1.0  # probability that a batch is mixed at all
@@ -225,7 +231,7 @@ RANGES: list[tuple[str, Any, str]] = [
     *((f"aug.{name}", _probability, "must be a probability between 0 and 1") for name in (
         "flip_p", "grayscale_p", "erasing_p", "blur_p", "jpeg_p", "lowres_p", "mix_prob", "mix_switch_prob",
         "halfmix_p", "brightness", "contrast", "saturation", "mask_colour_p", "mask_texture_p", "synthetic_mask_p",
-        "synthetic_mask_photo_p")),
+        "synthetic_mask_photo_p", "mask_restyle_p", "mask_restyle_colour_p", "mask_restyle_pattern_p")),
     ("aug.hue", lambda x: 0 <= x <= 0.5, "must be between 0 and 0.5"),
     ("aug.temperature", lambda x: 0 <= x < 1, "must be between 0 and 1"),
     ("aug.noise_std", lambda x: x >= 0, "must be >= 0"),

@@ -471,6 +471,72 @@ class SyntheticMask(LowerFace):
         return x, labels
 
 
+class MaskRestyle(BatchPreset):
+    """Redraws a worn or incorrectly worn mask of the photo itself, with probability p: narrower or wider about its
+    middle, longer or shorter below its top edge (which stays where it is, so the label stays true), recoloured
+    with its own shading and folds in a random colour, and striped. Where the mask no longer reaches, the person's
+    own bare face shows (their ``normal`` photo aligned onto this one, facemask.data.covers), so the new mask sits
+    on real skin: the training set's masks, in shapes and looks it never held. Surgical masks made narrow look
+    like N95 cups, made pink like cloth; "worn" has to rest on the nose and mouth being covered.
+
+    It needs, beside each image, its bare face and cover (the images carry them as channels 4..7, added by the
+    dataset when this preset is on); photos without a cover (bare faces, a person without a bare photo, an
+    alignment that failed) are left as they are. Batch mode and the image cache only."""
+
+    def __init__(self, aug: AugConfig):
+        for name in ("mask_restyle_width", "mask_restyle_length"):
+            low_high = getattr(aug, name)
+            if len(low_high) != 2 or not 0 < low_high[0] <= low_high[1] <= 2:
+                raise ValueError(f"aug.{name} must be [low, high] with 0 < low <= high <= 2, got {low_high}")
+        self.p, self.width, self.length = aug.mask_restyle_p, tuple(aug.mask_restyle_width), \
+            tuple(aug.mask_restyle_length)
+        self.colour_p, self.pattern_p = aug.mask_restyle_colour_p, aug.mask_restyle_pattern_p
+
+    def draw(self, rng):
+        return (float(rng.random() < self.p), float(rng.uniform(*self.width)), float(rng.uniform(*self.length)),
+                float(rng.random() < self.colour_p), *(float(v) for v in rng.uniform(0, 255, 3)),
+                float(rng.random() < self.pattern_p), float(rng.uniform(3, 12)), float(rng.uniform(0, math.pi)),
+                float(rng.uniform(0.15, 0.5)))
+
+    def apply(self, x, params):
+        raise ConfigError("data.augment preset 'mask_restyle' needs each photo's bare face: it runs through "
+                          "apply_covered")
+
+    def apply_covered(self, x: torch.Tensor, covers: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """``x`` (N, 3, H, W) float, ``covers`` (N, 4, H, W): bare face RGB and cover alpha, 0..255."""
+        alpha = covers[:, 3] / 255
+        chosen = (params[:, 0].to(x.device).bool() & ((alpha > 0.5).flatten(1).sum(1) >= 16)).nonzero().flatten()
+        if not len(chosen):
+            return x
+        p = params[chosen.cpu()].to(x)
+        h, w = x.shape[-2:]
+        a = alpha[chosen]
+        cols = torch.arange(w, device=x.device, dtype=x.dtype) + 0.5
+        rows = torch.arange(h, device=x.device, dtype=x.dtype) + 0.5
+        centre = (a * cols).sum((1, 2)) / a.sum((1, 2))  # the mask's middle, in pixels
+        top = torch.where((a > 0.5).any(2), rows, torch.full_like(rows, h)).amin(1)  # its top edge
+        width, length = p[:, 1], p[:, 2]
+        theta = torch.zeros(len(p), 2, 3, dtype=x.dtype, device=x.device)
+        theta[:, 0, 0], theta[:, 1, 1] = 1 / width, 1 / length  # out (u, v) samples from (c + (u - c) / f)
+        theta[:, 0, 2] = (2 * centre / w - 1) * (1 - 1 / width)
+        theta[:, 1, 2] = (2 * top / h - 1) * (1 - 1 / length)
+        grid = F.affine_grid(theta, [len(p), 4, h, w], align_corners=False)
+        moved = F.grid_sample(torch.cat([x[chosen], a[:, None]], 1), grid, padding_mode="zeros",
+                              align_corners=False)
+        mask, cover = moved[:, :3], moved[:, 3:]
+        shade = (mask * _GREY.to(x)[None, :, None, None]).sum(1, keepdim=True)
+        mean = (shade * cover).sum((2, 3), keepdim=True) / cover.sum((2, 3), keepdim=True).clamp(min=1e-6)
+        recoloured = (shade / mean.clamp(min=1) * p[:, 4:7, None, None]).clamp(0, 255)
+        mask = torch.where(p[:, 3, None, None, None].bool(), recoloured, mask)
+        along = cols[None, None, :] * p[:, 9, None, None].cos() + rows[None, :, None] * p[:, 9, None, None].sin()
+        stripes = (torch.sin(2 * math.pi * along / p[:, 8, None, None]) > 0).to(x)
+        mask = mask * (1 - (p[:, 7] * p[:, 10])[:, None, None, None] * stripes[:, None])
+        old = a[:, None]  # where the mask was, the person's bare face; elsewhere the photo as it is
+        base = x[chosen] * (1 - old) + covers[chosen, :3] * old
+        x[chosen] = base * (1 - cover) + mask * cover
+        return x
+
+
 class OneImage:
     """A batch preset used one image at a time (``data.augment_mode=per_image``): its parameters are drawn from a
     seed taken from the torch RNG, which the loader seeds per sample, so it is as reproducible as the others."""
@@ -513,8 +579,10 @@ BATCH_PRESETS: dict[str, Callable[[AugConfig], BatchPreset]] = {
     "mask_colour": MaskColour,
     "mask_texture": MaskTexture,
     "synthetic_mask": SyntheticMask,
+    "mask_restyle": MaskRestyle,
 }
 LABELLING = ("synthetic_mask",)  # presets that change labels: batch mode only
+COVERED = ("mask_restyle",)  # presets that need each photo's bare face and cover (facemask.data.covers)
 
 
 class BatchAugment:
@@ -540,9 +608,14 @@ class BatchAugment:
                  ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The augmented batch; with ``labels``, (batch, labels) as the labelling presets left them."""
         seeds = seeds.tolist() if isinstance(seeds, torch.Tensor) else list(seeds)
-        x = images.float()  # a copy: the presets may work in place
+        x = images[:, :3].float()  # a copy: the presets may work in place
+        covers = images[:, 3:7].float() if images.shape[1] == 7 else None  # bare face and cover (mask_restyle)
         for name, preset, params in zip(self.names, self.presets, self.params(seeds)):
-            if name in LABELLING:
+            if name in COVERED:
+                if covers is None:
+                    raise ConfigError(f"data.augment preset {name!r} needs the bare faces and covers of the photos")
+                x = preset.apply_covered(x, covers, params)
+            elif name in LABELLING:
                 if labels is None:
                     raise ConfigError(f"data.augment preset {name!r} needs the labels")
                 x, labels = preset.apply_labelled(x, params, labels)

@@ -19,7 +19,8 @@ class FaceDataset(Dataset):
 
     def __init__(self, files: Sequence[str], labels: Sequence[int] | None, size: tuple[int, int],
                  transform: Callable[[torch.Tensor], torch.Tensor], pixels: np.ndarray | None = None,
-                 rows: Sequence[int] | None = None, decoding: Decoding | None = None, defer: bool = False):
+                 rows: Sequence[int] | None = None, decoding: Decoding | None = None, defer: bool = False,
+                 covers: np.ndarray | None = None):
         self.files = list(files)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.size = size
@@ -28,6 +29,9 @@ class FaceDataset(Dataset):
         self.transform = transform
         self.pixels = pixels
         self.rows = np.arange(len(self.files)) if rows is None else np.asarray(rows)
+        self.covers = covers  # (N, H, W, 4) rows as ``pixels``: bare face and cover, appended as channels 4..7
+        if covers is not None and (pixels is None or not defer):
+            raise ValueError("covers come with the image cache and batch augmentation (mask_restyle)")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -35,6 +39,8 @@ class FaceDataset(Dataset):
     def image(self, index: int) -> torch.Tensor:
         if self.pixels is not None:
             array = np.array(self.pixels[self.rows[index]])  # a writable copy of the memmap row
+            if self.covers is not None:
+                array = np.concatenate([array, self.covers[self.rows[index]]], axis=2)
         else:
             array = load_image(self.files[index], self.size, self.decoding)
         return torch.from_numpy(array).permute(2, 0, 1)

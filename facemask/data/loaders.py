@@ -42,9 +42,15 @@ def batch_augment(cfg: Config, device: torch.device):
     if cfg.data.augment_mode not in AUGMENT_MODES:
         raise ConfigError(f"unknown option data.augment_mode={cfg.data.augment_mode!r} "
                           f"(known: {', '.join(AUGMENT_MODES)})")
-    from facemask.data.batch_transforms import LABELLING, BatchAugment
+    from facemask.data.batch_transforms import COVERED, LABELLING, BatchAugment
     from facemask.data.transforms import build_transforms, preset_names
 
+    covered = [name for name in preset_names(cfg.data.augment) if name in COVERED]
+    if covered and cfg.data.augment_mode != "batch":
+        raise ConfigError(f"data.augment preset {covered[0]!r} needs data.augment_mode=batch")
+    if covered and not cfg.data.cache:
+        raise ConfigError(f"data.augment preset {covered[0]!r} needs data.cache=true (it finds each mask from the "
+                          "cached photos)")
     if cfg.data.augment_mode == "batch":
         return BatchAugment(cfg.data.augment, cfg.aug)
     labelling = [name for name in preset_names(cfg.data.augment) if name in LABELLING]
@@ -119,15 +125,17 @@ class CachedBatches:
 def make_loader(files: Sequence[str], labels: Sequence[int] | None, cfg: Config,
                 transform: Callable, pixels: np.ndarray | None = None, rows: Sequence[int] | None = None,
                 sampler: Sampler | None = None, batch_size: int | None = None,
-                pin_memory: bool = False, defer_augment: bool = False) -> DataLoader | CachedBatches:
+                pin_memory: bool = False, defer_augment: bool = False, covers: np.ndarray | None = None
+                ) -> DataLoader | CachedBatches:
     """A loader in the table's order, or in ``sampler``'s (training: drop the last partial batch). With
-    ``defer_augment`` batches are (images, labels, seeds) and ``transform`` is left to the training loop.
+    ``defer_augment`` batches are (images, labels, seeds) and ``transform`` is left to the training loop; with
+    ``covers`` (rows as ``pixels``'s) each image carries its bare face and cover as channels 4..7 (mask_restyle).
     Evaluation from the cache (no sampler) reads whole batches at once (:class:`CachedBatches`)."""
-    if pixels is not None and sampler is None and not defer_augment:
+    if pixels is not None and sampler is None and not defer_augment and covers is None:
         return CachedBatches(pixels, np.arange(len(files)) if rows is None else rows, labels,
                              batch_size or cfg.data.batch_size, transform, pin_memory)
     dataset = FaceDataset(files, labels, image_size(cfg.data), transform, pixels, rows, decoding_of(cfg),
-                          defer=defer_augment)
+                          defer=defer_augment, covers=covers)
     workers = resolve_workers(cfg.data)
     batch_size = batch_size or cfg.data.batch_size
     # Own generator: a loader must not draw its base seed from the global RNG, which dropout uses (exact resume).

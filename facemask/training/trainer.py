@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from facemask.config import Config
 from facemask.data.corrections import load_samples, training_labels
+from facemask.data.covers import covers_found, load_covers, uses_covers
 from facemask.data.faces import trust_detector
 from facemask.data.images import cache_faces
 from facemask.data.layout import read_train
@@ -222,6 +223,7 @@ class RunData:
     pixels: np.ndarray | None
     bad: list[tuple[str, str]]
     changes: list[str]
+    covers: np.ndarray | None = None  # bare faces and covers per row of ``pixels`` (the mask_restyle preset)
 
 
 def prepare_data(cfg: Config, ddp: Dist) -> RunData:
@@ -241,7 +243,24 @@ def prepare_data(cfg: Config, ddp: Dist) -> RunData:
         bad_files = {file for file, _ in bad}
         train_df = train_df[~train_df["file"].isin(bad_files)].reset_index(drop=True)
         val_df = val_df[~val_df["file"].isin(bad_files)].reset_index(drop=True)
-    return RunData(samples, train_df, val_df, pixels, bad, changes)
+    covers = None
+    if uses_covers(cfg.data.augment):  # rank 0 finds them (cached), the others wait, then read them
+        bad_files = {file for file, _ in bad}
+        if ddp.main:
+            failed = True
+            try:
+                covers = load_covers(pixels, samples, bad_files, progress=cfg.train.progress)
+                failed = False
+            finally:
+                any_rank(failed, ddp)  # the others wait here, and learn whether it worked
+            masked, found = covers_found(pixels, samples, bad_files)
+            log.info("mask_restyle: the mask found (from the person's bare photo) in %d of %d masked photos; the "
+                     "others are left as they are", found, masked)
+        else:
+            if any_rank(False, ddp):
+                raise DataError("rank 0 could not find the mask covers (mask_restyle); its error says why")
+            covers = load_covers(pixels, samples, bad_files, progress=False)
+    return RunData(samples, train_df, val_df, pixels, bad, changes, covers)
 
 
 def _start_run(cfg: Config, data: RunData) -> Run:
@@ -311,7 +330,7 @@ def build_loaders(cfg: Config, data: RunData, train_df: pd.DataFrame, device: to
         pack_ages(train_df["label"], train_df["age"], AGE_BINS)  # the age head learns the exact age too
     train_loader = make_loader(train_df["file"], targets, cfg, train_tf, data.pixels,
                                [row_of[f] for f in train_df["file"]], sampler=sampler, pin_memory=pin,
-                               defer_augment=augment is not None)
+                               defer_augment=augment is not None, covers=data.covers)
     val_rows = shard(len(data.val), ddp)  # this rank's share of validation, gathered back in order
     val_part = data.val.iloc[val_rows]
     val_loader = make_loader(val_part["file"], val_part["label"], cfg, eval_tf, data.pixels,
