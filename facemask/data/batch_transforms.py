@@ -472,12 +472,13 @@ class SyntheticMask(LowerFace):
 
 
 class MaskRestyle(BatchPreset):
-    """Redraws a worn or incorrectly worn mask of the photo itself, with probability p: narrower or wider about its
-    middle, longer or shorter below its top edge (which stays where it is, so the label stays true), recoloured
-    with its own shading and folds in a random colour, and striped. Where the mask no longer reaches, the person's
-    own bare face shows (their ``normal`` photo aligned onto this one, facemask.data.covers), so the new mask sits
-    on real skin: the training set's masks, in shapes and looks it never held. Surgical masks made narrow look
-    like N95 cups, made pink like cloth; "worn" has to rest on the nose and mouth being covered.
+    """Redraws a worn or incorrectly worn mask of the photo, with probability p, on the person's own bare photo
+    (their ``normal`` photo aligned onto this one, facemask.data.covers): narrower or wider about its middle,
+    longer or shorter below its top edge (which stays where it is, so the label stays true), recoloured with its
+    own shading and folds in a random colour, and striped. The image becomes the bare photo wearing the redrawn
+    mask, so the new mask sits on real skin and nothing of the old one is left: the training set's masks, in shapes
+    and looks it never held. Surgical masks made narrow look like N95 cups, made pink like cloth; "worn" has to
+    rest on the nose and mouth being covered.
 
     It needs, beside each image, its bare face and cover (the images carry them as channels 4..7, added by the
     dataset when this preset is on); photos without a cover (bare faces, a person without a bare photo, an
@@ -531,9 +532,10 @@ class MaskRestyle(BatchPreset):
         along = cols[None, None, :] * p[:, 9, None, None].cos() + rows[None, :, None] * p[:, 9, None, None].sin()
         stripes = (torch.sin(2 * math.pi * along / p[:, 8, None, None]) > 0).to(x)
         mask = mask * (1 - (p[:, 7] * p[:, 10])[:, None, None, None] * stripes[:, None])
-        old = a[:, None]  # where the mask was, the person's bare face; elsewhere the photo as it is
-        base = x[chosen] * (1 - old) + covers[chosen, :3] * old
-        x[chosen] = base * (1 - cover) + mask * cover
+        # The redrawn mask goes onto the person's bare photo (aligned onto this one), not onto this photo: the old
+        # mask is gone whole, its faint edges and shadows too, which the cover does not reach (left in place, they
+        # kept the old mask's outline in view and travelled worse to unseen styles: docs/results.md).
+        x[chosen] = covers[chosen, :3] * (1 - cover) + mask * cover
         return x
 
 
