@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import bf16_supported, images_per_second  # noqa: E402
 
 from facemask.config import load_config  # noqa: E402
+from facemask.data.covers import load_covers, uses_covers  # noqa: E402
 from facemask.data.demo import make_demo_dataset  # noqa: E402
 from facemask.data.layout import read_train  # noqa: E402
 from facemask.data.loaders import batch_augment, load_pixels, make_loader, resolve_workers  # noqa: E402
@@ -79,8 +80,9 @@ def pipeline_rate(cfg, samples, batches: int) -> float:
     sampler = EpochSampler(subset["label"].to_numpy(), 0, cfg.data.sampler)
     device = torch.device("cpu")
     augment = batch_augment(cfg, device)  # data.augment_mode=batch: the loop augments whole batches
+    covers = load_covers(pixels, samples, progress=False) if uses_covers(cfg.data.augment) else None  # mask_restyle
     loader = make_loader(subset["file"], subset["label"], cfg, train_tf, pixels, list(range(len(subset))),
-                         sampler=sampler, defer_augment=augment is not None)
+                         sampler=sampler, defer_augment=augment is not None, covers=covers)
     model = create_model(cfg.model)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -391,9 +391,10 @@ def test_recipes_are_valid(recipe):
     check_config(cfg)
 
 
-def test_the_mask_companion_is_cpu_yaml_with_the_early_stages_frozen():
+def test_the_mask_companion_is_cpu_yaml_with_its_masks_redrawn_and_the_early_stages_frozen():
     companion, cpu = load_config("configs/cpu_mask.yaml").to_dict(), load_config("configs/cpu.yaml").to_dict()
     assert companion["model"].pop("freeze") == 5 and companion["train"].pop("name") == "cpu_mask"
+    assert companion["data"].pop("augment") == "mask_restyle," + cpu["data"].pop("augment")
     cpu["model"].pop("freeze"), cpu["train"].pop("name")
     assert companion == cpu  # trained on the same data with the same recipe, so that the two runs pair up
 
