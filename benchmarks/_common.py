@@ -11,7 +11,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facemask.errors import DataError  # noqa: E402
-from facemask.submission import label_problem, read_csv_file  # noqa: E402
+from facemask.submission import read_answers  # noqa: E402
 
 
 def bf16_supported() -> bool:
@@ -37,13 +37,7 @@ def images_per_second(step: Callable[[], None], batch: int, warmup: int = 2, sec
 def eval_labels(answers_path: str | Path, image_ids: Sequence[str]) -> np.ndarray:
     """The true class of each eval image, in ``image_ids``' order, from an answers file (ImageID,ans) read and
     checked as `facemask score` reads it; a DataError names the file and the first problem."""
-    answers = read_csv_file(answers_path, "answers file")
-    bad = label_problem(answers["ans"], f"answers file {answers_path}")
-    if bad:
-        raise DataError(bad)
-    duplicated = answers["ImageID"][answers["ImageID"].duplicated()]
-    if len(duplicated):
-        raise DataError(f"answers file {answers_path}: ImageID {duplicated.iloc[0]} appears more than once")
+    answers = read_answers(answers_path)
     by_id = answers.set_index("ImageID")["ans"]
     missing = sorted(set(image_ids) - set(by_id.index))
     if missing:

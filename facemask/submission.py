@@ -86,11 +86,9 @@ def write_submission(info: pd.DataFrame, labels: np.ndarray, path: str | Path) -
     return submission
 
 
-def score_submission(submission_path: str | Path, answers_path: str | Path) -> dict:
-    """Metrics of a submission against an answers file (both ImageID,ans), matched by ImageID."""
-    from facemask.evaluation.metrics import classification_metrics
-
-    submission = read_csv_file(submission_path, "submission")
+def read_answers(answers_path: str | Path) -> pd.DataFrame:
+    """An answers file (ImageID,ans) read and checked: rows, labels 0..17, each ImageID once; a DataError names the
+    file and the first problem."""
     answers = read_csv_file(answers_path, "answers file")
     if answers.empty:
         raise DataError(f"answers file {answers_path} has no rows")
@@ -100,6 +98,15 @@ def score_submission(submission_path: str | Path, answers_path: str | Path) -> d
     duplicated = answers["ImageID"][answers["ImageID"].duplicated()]
     if len(duplicated):
         raise DataError(f"answers file {answers_path}: ImageID {duplicated.iloc[0]} appears more than once")
+    return answers
+
+
+def score_submission(submission_path: str | Path, answers_path: str | Path) -> dict:
+    """Metrics of a submission against an answers file (both ImageID,ans), matched by ImageID."""
+    from facemask.evaluation.metrics import classification_metrics
+
+    submission = read_csv_file(submission_path, "submission")
+    answers = read_answers(answers_path)
     problems = validate_submission(submission, answers, str(submission_path), check_order=False)
     if problems:
         raise DataError(problems[0])

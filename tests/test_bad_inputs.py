@@ -180,6 +180,9 @@ CASES = [
     ("validate: label 1e1", lambda c: _validate(c, ["1e1"]), 1, None),
     ("validate: label ' 3'", lambda c: _validate(c, [" 3"]), 1, None),
     ("score: answer 99", lambda c: _score(c, lambda i: i.assign(ans=99)), 2, "answers file"),
+    ("score: an ImageID answered twice",
+     lambda c: _score(c, lambda i: pd.concat([i.assign(ans=1), i[:1].assign(ans=2)])), 2, "appears more than once"),
+    ("score: an answers file without rows", lambda c: _score(c, lambda i: i[:0].assign(ans=1)), 2, "has no rows"),
     # tracebacks before
     ("bomb in train", _bomb_in_train, 2, "decompression bomb"),
     ("bomb in predict", _bomb_in_predict, 2, "decompression bomb"),
