@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -52,8 +53,11 @@ OTHER = [("cloth", "gray"), ("cloth", "navy"), ("cloth", "pink"), ("N95", ""), (
 SPLITS = {"surgical->other": (SURGICAL, OTHER), "other->surgical": (OTHER, SURGICAL)}
 
 
-def styled_kit(kit: Path, out: Path, train_styles, eval_styles, eval_ids: set[str]) -> Path:
-    """A kit whose renders.csv gives training people ``train_styles`` and eval people ``eval_styles``."""
+def styled_kit(kit: Path, out: Path, train_styles, eval_styles, eval_ids: set[str], nose_out: bool = False
+               ) -> Path:
+    """A kit whose renders.csv gives training people ``train_styles`` and eval people ``eval_styles``; with
+    ``nose_out``, every incorrectly worn mask is placed so that its render leaves the nose uncovered
+    (KitGeometry.below_nose) rather than where the kit placed it."""
     out.mkdir(parents=True, exist_ok=True)
     for name in ("faces", "masks"):
         if not (out / name).exists():
@@ -72,6 +76,11 @@ def styled_kit(kit: Path, out: Path, train_styles, eval_styles, eval_ids: set[st
         else:
             style = styles[int(hashlib.sha1(row["id"].encode()).hexdigest(), 16) % len(styles)]
         row["template"], row["color"] = style
+    if nose_out:
+        geometry = KitGeometry(kit)
+        for i in geometry.incorrect_rows():
+            six = geometry.below_nose(i, rows[i]["template"], rows[i]["color"])
+            rows[i]["points"] = " ".join(f"{v:.2f}" for v in six.ravel())
     with open(out / "renders.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -81,12 +90,9 @@ def styled_kit(kit: Path, out: Path, train_styles, eval_styles, eval_ids: set[st
 
 def eval_ids_of(kit: Path, people: int, eval_fraction: float, seed: int) -> set[str]:
     """The people build.py will put in eval/ for these arguments (it draws them with its own seeded RNG)."""
-    import importlib.util
     import random
 
-    spec = importlib.util.spec_from_file_location("standin_build", kit / "build.py")
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
+    build = kit_module(kit)
     everyone, _ = build.load_kit(kit)
     rng = random.Random(seed)
     if people:
@@ -103,12 +109,140 @@ def render(kit: Path, out: Path, people: int, eval_fraction: float, seed: int) -
     return out
 
 
-def unseen_scores(labels: np.ndarray, predictions: np.ndarray) -> dict:
+def kit_module(kit: Path):
+    """The kit's build.py as a module (its homography and mask templates), as trusted as running it, which the
+    benchmark does anyway to render."""
+    spec = importlib.util.spec_from_file_location("standin_build", kit / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _jitter_matrix(angle: float, scale: float, dx: float, dy: float, width: int, height: int) -> np.ndarray:
+    """The kit's per-photo move (its ``jitter``: rotate and scale about the centre, then shift) as a 3x3 matrix."""
+    a = np.deg2rad(angle)
+    c, s = scale * np.cos(a), scale * np.sin(a)
+    cx, cy = width / 2, height / 2
+    return np.array([[c, s, (1 - c) * cx - s * cy + dx], [-s, c, s * cx + (1 - c) * cy + dy], [0, 0, 1]])
+
+
+def _moved(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    p = np.c_[points, np.ones(len(points))] @ matrix.T
+    return p[:, :2] / p[:, 2:3]
+
+
+class KitGeometry:
+    """Where each person's nose is in a kit's photos, and whether a mask as the kit renders it covers it.
+
+    The kit places a mask by a homography from the template's six points to six points on the face. For some
+    templates and placements (surgical masks on the chin, N95) the fit misses the top point by far and the mask is
+    drawn up over the nose, so that most of the stand-in's incorrect_mask photos cover the nose they are labelled as
+    leaving out (docs/results.md). Each person's correctly worn masks start on the nose bridge (the median of their
+    top-centre points, moved back to the person's unmoved photo: the kit moves each photo a little) and end at the
+    chin; a mask worn below the nose starts a share ``nose_share`` of the way down (the median over the kit's
+    nose-mode photos), one on the chin ``chin_share``. Correctly worn masks cover the point halfway down the nose
+    (``nose_share / 2``) in 99.97% of the stand-in's photos."""
+
+    def __init__(self, kit: Path, reference: Path | None = None):
+        """The photos of ``kit``; where the nose is comes from ``reference`` (default: the kit itself), so that a
+        copy whose incorrectly worn masks were placed anew is judged by the original kit's faces and shares."""
+        self.build = kit_module(kit)
+        self.templates = self.build.Templates(kit / "masks")
+        self.rows, self.six, self.moves = self._photos(kit)
+        if reference is not None and reference.resolve() != kit.resolve():
+            rows, six, moves = self._photos(reference)
+        else:
+            rows, six, moves = self.rows, self.six, self.moves
+        unmoved = {i: _moved(np.linalg.inv(moves[i]), p) for i, p in six.items()}
+        correct = rows[rows["mode"] == "correct"]
+        self.worn = {person: np.median([unmoved[i] for i in group.index], axis=0)
+                     for person, group in correct.groupby("id")}  # six points of a correctly worn mask, unmoved
+        self.down = {person: six[4] - six[1] for person, six in self.worn.items()}  # bridge -> chin
+
+        def share(mode: str) -> float:
+            chosen = [i for i in rows.index[rows["mode"] == mode] if rows["id"][i] in self.worn]
+            return float(np.median([np.dot(unmoved[i][1] - self.worn[rows["id"][i]][1], self.down[rows["id"][i]])
+                                    / np.dot(self.down[rows["id"][i]], self.down[rows["id"][i]]) for i in chosen]))
+        self.nose_share, self.chin_share = share("nose"), share("chin")
+
+    def _photos(self, kit: Path):
+        """The masked photos of a kit's renders.csv, their six points and their per-photo moves."""
+        rows = pd.read_csv(kit / "renders.csv", dtype={"id": str}, keep_default_na=False)
+        rows = rows[rows["template"] != ""]
+        six = {i: np.array(p.split(), dtype=float).reshape(6, 2) for i, p in rows["points"].items()}
+        moves = {i: _jitter_matrix(*(float(v) for v in r), self.build.W, self.build.H)
+                 for i, r in zip(rows.index, rows[["angle", "scale", "dx", "dy"]].itertuples(False))}
+        return rows, six, moves
+
+    def point(self, person: str, share: float) -> np.ndarray:
+        """The point a share of the way from the nose bridge to the chin, on the person's unmoved photo."""
+        return self.worn[person][1] + share * self.down[person]
+
+    def covers(self, i: int, template: str, colour: str, six: np.ndarray, point: np.ndarray) -> bool:
+        """Whether the mask ``template`` placed at ``six`` on row i's photo covers ``point`` (unmoved)."""
+        rgba, points = self.templates.get(template, colour or None)
+        inside = _moved(np.linalg.inv(self.build.homography(points, six)), _moved(self.moves[i], point[None]))[0]
+        x, y = int(round(inside[0])), int(round(inside[1]))
+        return bool(0 <= y < rgba.shape[0] and 0 <= x < rgba.shape[1] and rgba[y, x, 3] > 127)
+
+    def nose_uncovered(self, i: int) -> bool:
+        """Whether row i's mask, as the kit renders it, leaves the point halfway down the nose uncovered."""
+        row = self.rows.loc[i]
+        nose = self.point(row["id"], self.nose_share / 2)
+        return not self.covers(i, row["template"], row["color"], self.six[i], nose)
+
+    def incorrect_rows(self) -> list[int]:
+        return [i for i in self.rows.index[self.rows["image"] == "incorrect_mask"] if self.rows["id"][i] in self.worn]
+
+    def below_nose(self, i: int, template: str, colour: str) -> np.ndarray:
+        """Six points for row i (an incorrectly worn mask) that leave the nose uncovered as its label says: the
+        person's correctly worn placement slid down the face, in steps of 2% of the bridge-to-chin length, until the
+        rendered mask leaves the point where the kit meant its top edge to be (its nose- or chin-mode median, and
+        never above the nose-mode one) uncovered. Only the position changes: the mask keeps the shape it has when
+        worn."""
+        person = self.rows["id"][i]
+        share = self.nose_share if self.rows["mode"][i] == "nose" else max(self.chin_share, self.nose_share)
+        target = self.point(person, share)
+        for step in range(0, 101):
+            six = _moved(self.moves[i], self.worn[person] + 0.02 * step * self.down[person])
+            if not self.covers(i, template, colour, six, target):
+                return six
+        return six
+
+
+def nose_uncovered(kit: Path, reference: Path | None = None) -> dict[str, bool]:
+    """For each incorrect_mask photo of a kit (by eval ImageID): whether its rendered mask leaves the nose uncovered,
+    as its label says (the point halfway down the nose, KitGeometry; the nose found in ``reference``'s photos)."""
+    geometry = KitGeometry(kit, reference)
+    return {hashlib.sha1(f"{geometry.rows['id'][i]}/incorrect_mask".encode()).hexdigest() + ".jpg":
+            geometry.nose_uncovered(i) for i in geometry.incorrect_rows()}
+
+
+def nose_report(kit: Path) -> pd.DataFrame:
+    """The kit's incorrectly worn masks by template and mode: how many, and the share whose render leaves the nose
+    uncovered."""
+    geometry = KitGeometry(kit)
+    rows = geometry.rows.loc[geometry.incorrect_rows()]
+    uncovered = [geometry.nose_uncovered(i) for i in rows.index]
+    table = rows.assign(nose_uncovered=uncovered).groupby(["template", "mode"])["nose_uncovered"]
+    report = pd.DataFrame({"photos": table.size(), "nose_uncovered": table.mean()})
+    report.loc[("all", ""), :] = [len(rows), float(np.mean(uncovered))]
+    return report
+
+
+def unseen_scores(labels: np.ndarray, predictions: np.ndarray, nose_out: np.ndarray | None = None) -> dict:
+    """Mask F1 and the recall of each mask state; with ``nose_out`` (the incorrectly worn photos whose nose the
+    render really leaves uncovered), the incorrect recall on those alone as well."""
     truth, guess = attribute_of(labels, "mask"), attribute_of(predictions, "mask")
     recall = recall_score(truth, guess, labels=[0, 1, 2], average=None, zero_division=0)
-    return {"mask_f1": float(f1_score(truth, guess, labels=[0, 1, 2], average="macro", zero_division=0)),
-            **{f"recall_{name.replace(' ', '_')}": float(r) for name, r in zip(MASK_NAMES, recall)},
-            "macro_f1": macro_f1(labels, predictions)}
+    scores = {"mask_f1": float(f1_score(truth, guess, labels=[0, 1, 2], average="macro", zero_division=0)),
+              **{f"recall_{name.replace(' ', '_')}": float(r) for name, r in zip(MASK_NAMES, recall)},
+              "macro_f1": macro_f1(labels, predictions)}
+    if nose_out is not None:
+        chosen = nose_out & (truth == MASK_NAMES.index("incorrect"))
+        scores["recall_incorrect_nose_out"] = float((guess[chosen] == MASK_NAMES.index("incorrect")).mean()) \
+            if chosen.any() else float("nan")
+    return scores
 
 
 def trained_run(cfg, runs: Path) -> Path | None:
@@ -137,7 +271,7 @@ def with_mask_from(probs: dict[str, np.ndarray], sources: list[str]) -> dict[str
             for stem in probs if stem not in sources}
 
 
-COLUMNS = ["mask_f1", "recall_wear", "recall_incorrect", "recall_not_wear"]
+COLUMNS = ["mask_f1", "recall_wear", "recall_incorrect", "recall_not_wear", "recall_incorrect_nose_out"]
 
 
 def seed_summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -146,7 +280,7 @@ def seed_summary(table: pd.DataFrame) -> pd.DataFrame:
     return by_split.mean().map(lambda v: f"{v:.3f}") + " (" + by_split.std().map(lambda v: f"{v:.3f}") + ")"
 
 
-def main(argv: list[str] | None = None) -> pd.DataFrame:
+def main(argv: list[str] | None = None) -> pd.DataFrame | None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kit", required=True, help="the stand-in kit (../shared/standin)")
     parser.add_argument("--configs", nargs="+", default=[str(ROOT / "configs" / "cpu.yaml")], help="recipes")
@@ -163,6 +297,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                         help="take a run from OUT/runs instead of training when its saved config is the same")
     parser.add_argument("--mask-from", metavar="RECIPE", nargs="+",
                         help="also score each other recipe with the mask answer from these (file stems), averaged")
+    parser.add_argument("--incorrect", choices=["kit", "nose-out"], default="kit",
+                        help="where incorrectly worn masks go: where the kit puts them (most of them over the nose, "
+                             "docs/results.md), or slid down the face until the nose is uncovered")
+    parser.add_argument("--nose-report", action="store_true",
+                        help="only print, for the kit as it is, the share of incorrectly worn masks by template and "
+                             "mode whose render leaves the nose uncovered")
     parser.add_argument("overrides", nargs="*", help="dotted overrides for every recipe, e.g. train.epochs=2")
     args = parser.parse_args(argv)
     if any(override.startswith("train.seed=") for override in args.overrides):
@@ -172,16 +312,26 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         parser.error(f"--mask-from {' '.join(args.mask_from)}: name some of the --configs by their stems "
                      f"({', '.join(stems)}), leaving at least one to take the mask answer")
     kit = Path(args.kit).resolve()
+    if args.nose_report:
+        print(nose_report(kit).to_string(float_format=lambda v: f"{v:.3f}"))
+        return None
     work = Path(args.out or tempfile.mkdtemp(prefix="facemask-unseen-")).resolve()
     eval_ids = eval_ids_of(kit, args.people, args.eval_fraction, args.seed)
     rows = []
     for split in args.splits:
         train_styles, eval_styles = SPLITS[split]
-        name = split.replace("->", "-to-")
-        data = render(styled_kit(kit, work / f"kit-{name}", train_styles, eval_styles, eval_ids), work / name,
+        name = split.replace("->", "-to-") + ("-nose-out" if args.incorrect == "nose-out" else "")
+        data = render(styled_kit(kit, work / f"kit-{name}", train_styles, eval_styles, eval_ids,
+                                 nose_out=args.incorrect == "nose-out"), work / name,
                       args.people, args.eval_fraction, args.seed)
         answers_of_eval = pd.read_csv(data / "eval_answers.csv", dtype={"ImageID": str})
         files = [str(data / "eval" / "images" / i) for i in answers_of_eval["ImageID"]]
+        nose_out = nose_uncovered(work / f"kit-{name}", reference=kit)
+        nose_out = answers_of_eval["ImageID"].map(nose_out).fillna(False).to_numpy(bool)
+        incorrect = attribute_of(answers_of_eval["ans"].to_numpy(), "mask") == MASK_NAMES.index("incorrect")
+        placed = "placed anew (--incorrect nose-out)" if args.incorrect == "nose-out" else "as the kit places them"
+        print(f"{split}: the nose is uncovered in {int(nose_out.sum())} of {int(incorrect.sum())} incorrectly worn "
+              f"eval photos, their masks {placed}", flush=True)
         for seed in args.train_seeds:
             probs = {}
             for config in args.configs:
@@ -198,12 +348,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                 recipes += [(name, guesses, [probs[stem][1]] + [probs[m][1] for m in args.mask_from])
                             for name, (stem, guesses) in combined.items()]
             for recipe, guesses, runs in recipes:
-                scores = unseen_scores(answers_of_eval["ans"].to_numpy(), guesses)
+                scores = unseen_scores(answers_of_eval["ans"].to_numpy(), guesses, nose_out)
                 rows.append({"split": split, "recipe": recipe, "seed": seed, **scores,
                              "run": ";".join(str(run) for run in runs)})
                 print(f"{split:>17}  {recipe:<18} seed {seed:<3} mask F1 {scores['mask_f1']:.4f}  recall "
                       f"worn {scores['recall_wear']:.3f}  incorrect {scores['recall_incorrect']:.3f}  not worn "
-                      f"{scores['recall_not_wear']:.3f}  (macro F1 {scores['macro_f1']:.4f})", flush=True)
+                      f"{scores['recall_not_wear']:.3f}  incorrect, nose out "
+                      f"{scores['recall_incorrect_nose_out']:.3f}  (macro F1 {scores['macro_f1']:.4f})", flush=True)
     table = pd.DataFrame(rows)
     print(f"\n{args.people} people ({1 - args.eval_fraction:.0%} train, {args.eval_fraction:.0%} eval), "
           f"{args.epochs} epochs; eval people wear only the styles their training never saw")

@@ -43,8 +43,11 @@ def test_unseen_masks_scores_the_mask_attribute_and_summarises_each_split_over_s
     assert scores["recall_wear"] == 0.5 and scores["recall_incorrect"] == 0.5 and scores["recall_not_wear"] == 1.0
     from sklearn.metrics import f1_score
     assert scores["mask_f1"] == pytest.approx(f1_score([0, 0, 1, 1, 2, 2], [1, 0, 1, 2, 2, 2], average="macro"))
+    nose_out = np.array([True, True, True, False, True, True])  # the second incorrect one's nose is covered
+    assert unseen_masks.unseen_scores(labels, guesses, nose_out)["recall_incorrect_nose_out"] == 1.0
+    assert unseen_masks.unseen_scores(labels, guesses, ~nose_out)["recall_incorrect_nose_out"] == 0.0
     rows = [{"split": "a->b", "recipe": "r", "seed": seed, "mask_f1": f1, "recall_wear": 0.5, "recall_incorrect": 0.5,
-             "recall_not_wear": 1.0} for seed, f1 in ((1, 0.4), (2, 0.6))]
+             "recall_not_wear": 1.0, "recall_incorrect_nose_out": 1.0} for seed, f1 in ((1, 0.4), (2, 0.6))]
     rows.append({**rows[0], "split": "b->a", "mask_f1": 0.9})
     summary = unseen_masks.seed_summary(pd.DataFrame(rows))
     assert summary.loc[("a->b", "r"), "mask_f1"] == "0.500 (0.141)"  # mean and sample sd of 0.4 and 0.6
@@ -451,3 +454,66 @@ def test_face_embedding_checks_its_inputs_before_embedding_a_face(demo_root, dem
     with pytest.raises(SystemExit) as exit_info:
         face_embedding.main(["--eval", str(demo_root / "eval"), "--cache-dir", ""] + good)
     assert exit_info.value.code == 2 and "pip install face-recognition-models" in capsys.readouterr().err
+
+
+FAKE_BUILD = """
+import numpy as np
+W, H = 384, 512
+
+
+def homography(src, dst):  # least squares, affine is enough for the squares of this test
+    a = np.c_[src, np.ones(len(src))]
+    m = np.linalg.lstsq(a, dst, rcond=None)[0].T
+    return np.vstack([m, [0, 0, 1]])
+
+
+class Templates:
+    def __init__(self, folder):
+        pass
+
+    def get(self, name, color):  # a 100x100 opaque square, its six points on its edges
+        rgba = np.full((100, 100, 4), 255, np.float32)
+        return rgba, np.float32([[0, 0], [50, 0], [99, 0], [99, 99], [50, 99], [0, 99]])
+"""
+
+
+def _square(top: float, bottom: float, left: float = 150, right: float = 250) -> str:
+    middle = (left + right) / 2
+    return " ".join(f"{x:.1f} {y:.1f}" for x, y in ((left, top), (middle, top), (right, top), (right, bottom),
+                                                  (middle, bottom), (left, bottom)))
+
+
+def test_unseen_masks_finds_which_incorrectly_worn_renders_leave_the_nose_uncovered(tmp_path):
+    """Two people, masks worn from the nose bridge (y 200) to the chin (y 350); person a wears the sixth mask from
+    y 260 (a share 0.4 down: below the nose, which is then taken to be at 0.2, y 230), person b from y 250 on a photo
+    enlarged 1.2x about its centre (192, 256) and moved 60 px down: over the nose (y 230 is y 285 there)."""
+    import hashlib
+
+    (tmp_path / "build.py").write_text(FAKE_BUILD)
+    lines = ["id,image,angle,scale,dx,dy,gain,bias,template,color,mode,points"]
+    for person in ("a", "b"):
+        lines += [f"{person},mask{k},0,1,0,0,1,0,surgical,,correct,{_square(200, 350)}" for k in range(1, 6)]
+        lines.append(f"{person},normal,0,1,0,0,1,0,,,,")
+    lines.append(f"a,incorrect_mask,0,1,0,0,1,0,surgical,,nose,{_square(260, 380)}")
+    lines.append(f"b,incorrect_mask,0,1.2,0,60,1,0,surgical,,chin,{_square(250, 400)}")
+    (tmp_path / "renders.csv").write_text("\n".join(lines) + "\n")
+    found = unseen_masks.nose_uncovered(tmp_path)
+    key = {person: hashlib.sha1(f"{person}/incorrect_mask".encode()).hexdigest() + ".jpg" for person in "ab"}
+    assert found == {key["a"]: True, key["b"]: False}
+    report = unseen_masks.nose_report(tmp_path)
+    assert report.loc[("surgical", "chin"), "nose_uncovered"] == 0.0 and report.loc[("all", ""), "photos"] == 2
+
+    # --incorrect nose-out: the same kit with every incorrectly worn mask slid down until the nose is uncovered
+    for name in ("faces", "masks"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "people.csv").write_text("id,gender,age\na,male,40\nb,female,20\n")
+    styled = unseen_masks.styled_kit(tmp_path, tmp_path / "styled", unseen_masks.SURGICAL, unseen_masks.OTHER,
+                                     {"b"}, nose_out=True)
+    assert unseen_masks.nose_uncovered(styled, reference=tmp_path) == {key["a"]: True, key["b"]: True}
+    rows = (styled / "renders.csv").read_text().splitlines()
+    b_points = [float(v) for v in rows[-1].split(",")[-1].split()]
+    tip = 1.2 * (260 - 256) + 256 + 60  # the nose tip (y 260 on the unmoved face) on b's moved photo
+    assert tip <= b_points[1] <= tip + 5  # its top just below the nose tip, not further
+    assert b_points[4] - b_points[0] == pytest.approx(1.2 * 100)  # the worn mask's placement, moved as the photo
+    a_top = float(rows[-2].split(",")[-1].split()[1])
+    assert 260 <= a_top <= 264  # person a's worn placement slid down as well: the worn mask's shape, not the kit's

@@ -149,6 +149,40 @@ def test_mask_restyle_recolours_and_stripes_with_the_masks_own_shading_from_each
     assert (striped[:, :, 40:70, 14:38] < images[:, :3, 40:70, 14:38].float() - 10).any(1).flatten(1).any(1).all()
 
 
+def test_mask_restyle_slides_worn_masks_off_the_nose_and_labels_them_incorrect():
+    images = _batch()
+    labels = torch.tensor([2, 3, 0, 8, 9, 6])  # three worn masks, then three incorrectly worn ones
+    aug = AugConfig(mask_restyle_p=1.0, mask_restyle_width=[1.0, 1.0], mask_restyle_length=[1.0, 1.0],
+                    mask_restyle_colour_p=0.0, mask_restyle_pattern_p=0.0, mask_restyle_slide_p=1.0,
+                    mask_restyle_slide=[0.5, 0.5])
+    out, new = BatchAugment("mask_restyle", aug)(images, torch.arange(6), labels)
+    assert new.tolist() == [8, 9, 6, 8, 9, 6]  # worn -> incorrect, gender and age kept; incorrect stays
+    masked = (out - images[:, 3:6].float()).abs().amax(1) > 30
+    for i in range(6):
+        rows = masked[i].nonzero(as_tuple=True)[0]
+        top = 40 + 15 if i < 3 else 40  # 30 rows long: half of it down, or not moved
+        assert abs(rows.min() - top) <= 1 and abs(rows.max() - (top + 29)) <= 1
+    assert torch.equal(labels, torch.tensor([2, 3, 0, 8, 9, 6]))  # the caller's labels are not changed in place
+    with pytest.raises(ConfigError, match="changes labels"):
+        BatchAugment("mask_restyle", aug)(images, torch.arange(6))
+
+
+def test_mask_restyle_arches_the_top_edge_keeping_its_middle_and_the_bottom_edge():
+    images = _batch()
+    aug = AugConfig(mask_restyle_p=1.0, mask_restyle_width=[1.0, 1.0], mask_restyle_length=[1.0, 1.0],
+                    mask_restyle_colour_p=0.0, mask_restyle_pattern_p=0.0, mask_restyle_arch=[0.5, 0.5])
+    out = BatchAugment("mask_restyle", aug)(images, torch.arange(6))
+    masked = (out - images[:, 3:6].float()).abs().amax(1) > 30
+    middle, corner = masked[:, :, 25:27], masked[:, :, 15:17]  # the mask spans columns 14..37, its middle 26
+    first = lambda m: m.any(2).float().argmax(1)  # noqa: E731  (first row with the mask, per image)
+    last = lambda m: 95 - m.any(2).flip(1).float().argmax(1)  # noqa: E731
+    assert ((first(middle) - 40).abs() <= 1).all()  # the top edge's middle stays on the nose
+    assert (first(corner) >= 49).all()  # its corners come down (0.5 x 30 rows x (10.5 / 12)^2 = 11.5)
+    assert ((last(middle) - 69).abs() <= 1).all() and ((last(corner) - 69).abs() <= 1).all()  # the bottom stays
+    with pytest.raises(ConfigError, match="aug.mask_restyle_arch must be"):
+        BatchAugment("mask_restyle", AugConfig(mask_restyle_arch=[0.5, 0.2]))
+
+
 def test_photos_without_a_cover_are_left_as_they_are():
     images = _batch()
     images[:, 6] = 0  # no cover found (a bare face, or no bare photo of the person)
@@ -165,7 +199,11 @@ def test_mask_restyle_needs_batch_mode_the_image_cache_the_covers_and_sane_param
             (["data.augment=mask_restyle", "data.augment_mode=batch", "aug.mask_restyle_width=[1.2,0.8]"],
              "aug.mask_restyle_width must be"),
             (["data.augment=mask_restyle", "data.augment_mode=batch", "aug.mask_restyle_p=1.5"],
-             r"aug.mask_restyle_p=1.5 must be a probability")):
+             r"aug.mask_restyle_p=1.5 must be a probability"),
+            (["data.augment=mask_restyle", "data.augment_mode=batch", "aug.mask_restyle_slide=[0,0.5]"],
+             "aug.mask_restyle_slide must be"),
+            (["data.augment=mask_restyle", "data.augment_mode=batch", "aug.mask_restyle_slide_p=2"],
+             r"aug.mask_restyle_slide_p=2.0 must be a probability")):
         with pytest.raises(ConfigError, match=message):
             batch_augment(load_config("configs/tiny.yaml", overrides).validate(), torch.device("cpu"))
     with pytest.raises(ConfigError, match="needs the bare faces"):

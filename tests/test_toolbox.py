@@ -395,7 +395,8 @@ def test_the_mask_companion_is_cpu_yaml_with_its_masks_redrawn_and_the_early_sta
     companion, cpu = load_config("configs/cpu_mask.yaml").to_dict(), load_config("configs/cpu.yaml").to_dict()
     assert companion["model"].pop("freeze") == 5 and companion["train"].pop("name") == "cpu_mask"
     assert companion["data"].pop("augment") == "mask_restyle," + cpu["data"].pop("augment")
-    cpu["model"].pop("freeze"), cpu["train"].pop("name")
+    assert companion["aug"].pop("mask_restyle_arch") == [0.0, 0.4]  # each top edge arched like a cup
+    cpu["model"].pop("freeze"), cpu["train"].pop("name"), cpu["aug"].pop("mask_restyle_arch")
     assert companion == cpu  # trained on the same data with the same recipe, so that the two runs pair up
 
 

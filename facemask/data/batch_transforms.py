@@ -480,48 +480,88 @@ class MaskRestyle(BatchPreset):
     and looks it never held. Surgical masks made narrow look like N95 cups, made pink like cloth; "worn" has to
     rest on the nose and mouth being covered.
 
+    With ``aug.mask_restyle_slide_p``, a share of the worn masks chosen is also slid down by
+    ``aug.mask_restyle_slide`` of its height as found, off the nose onto the mouth or chin, and the label becomes
+    "incorrect": the same mask, on the same photo, answered by where it sits and not by how it looks. (A worn
+    mask reaches from the nose bridge to the chin, and the nose tip is about 0.4 of the way down, so the default
+    0.3-0.6 always leaves the upper half of the nose in view, and often all of it.)
+
+    With ``aug.mask_restyle_arch``, the redrawn mask's top edge is bent into an arch: its corners lowered by that
+    share of the mask's height, its middle (on the nose bridge) and its bottom edge kept, like the cup of an N95
+    or KN95 mask. The label stays true.
+
     It needs, beside each image, its bare face and cover (the images carry them as channels 4..7, added by the
     dataset when this preset is on); photos without a cover (bare faces, a person without a bare photo, an
     alignment that failed) are left as they are. Batch mode and the image cache only."""
 
     def __init__(self, aug: AugConfig):
-        for name in ("mask_restyle_width", "mask_restyle_length"):
-            low_high = getattr(aug, name)
-            if len(low_high) != 2 or not 0 < low_high[0] <= low_high[1] <= 2:
-                raise ValueError(f"aug.{name} must be [low, high] with 0 < low <= high <= 2, got {low_high}")
+        for name, most in (("mask_restyle_width", 2), ("mask_restyle_length", 2), ("mask_restyle_slide", 1)):
+            low_high = getattr(aug, name)  # (a mask slid more than its height would leave the photo)
+            if len(low_high) != 2 or not 0 < low_high[0] <= low_high[1] <= most:
+                raise ValueError(f"aug.{name} must be [low, high] with 0 < low <= high <= {most}, got {low_high}")
         self.p, self.width, self.length = aug.mask_restyle_p, tuple(aug.mask_restyle_width), \
             tuple(aug.mask_restyle_length)
         self.colour_p, self.pattern_p = aug.mask_restyle_colour_p, aug.mask_restyle_pattern_p
+        self.slide_p, self.slide = aug.mask_restyle_slide_p, tuple(aug.mask_restyle_slide)
+        self.arch = tuple(aug.mask_restyle_arch)
+        if len(self.arch) != 2 or not 0 <= self.arch[0] <= self.arch[1] <= 0.9:
+            raise ValueError(f"aug.mask_restyle_arch must be [low, high] with 0 <= low <= high <= 0.9, got {self.arch}")
 
     def draw(self, rng):
-        return (float(rng.random() < self.p), float(rng.uniform(*self.width)), float(rng.uniform(*self.length)),
-                float(rng.random() < self.colour_p), *(float(v) for v in rng.uniform(0, 255, 3)),
-                float(rng.random() < self.pattern_p), float(rng.uniform(3, 12)), float(rng.uniform(0, math.pi)),
-                float(rng.uniform(0.15, 0.5)))
+        params = (float(rng.random() < self.p), float(rng.uniform(*self.width)), float(rng.uniform(*self.length)),
+                  float(rng.random() < self.colour_p), *(float(v) for v in rng.uniform(0, 255, 3)),
+                  float(rng.random() < self.pattern_p), float(rng.uniform(3, 12)), float(rng.uniform(0, math.pi)),
+                  float(rng.uniform(0.15, 0.5)))
+        # drawn only when on: without them, every image draws what it always drew
+        slide = (float(rng.random() < self.slide_p), float(rng.uniform(*self.slide))) if self.slide_p else (0.0, 0.0)
+        arch = float(rng.uniform(*self.arch)) if self.arch[1] else 0.0
+        return params + slide + (arch,)
 
     def apply(self, x, params):
         raise ConfigError("data.augment preset 'mask_restyle' needs each photo's bare face: it runs through "
                           "apply_covered")
 
-    def apply_covered(self, x: torch.Tensor, covers: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """``x`` (N, 3, H, W) float, ``covers`` (N, 4, H, W): bare face RGB and cover alpha, 0..255."""
+    def apply_covered(self, x: torch.Tensor, covers: torch.Tensor, params: torch.Tensor,
+                      labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``x`` (N, 3, H, W) float, ``covers`` (N, 4, H, W): bare face RGB and cover alpha, 0..255; returns the
+        batch and the labels (changed where a worn mask was slid off the nose)."""
+        if self.slide_p and labels is None:
+            raise ConfigError("aug.mask_restyle_slide_p changes labels: the batch needs its labels")
         alpha = covers[:, 3] / 255
         chosen = (params[:, 0].to(x.device).bool() & ((alpha > 0.5).flatten(1).sum(1) >= 16)).nonzero().flatten()
         if not len(chosen):
-            return x
+            return x, labels
         p = params[chosen.cpu()].to(x)
         h, w = x.shape[-2:]
         a = alpha[chosen]
         cols = torch.arange(w, device=x.device, dtype=x.dtype) + 0.5
         rows = torch.arange(h, device=x.device, dtype=x.dtype) + 0.5
         centre = (a * cols).sum((1, 2)) / a.sum((1, 2))  # the mask's middle, in pixels
-        top = torch.where((a > 0.5).any(2), rows, torch.full_like(rows, h)).amin(1)  # its top edge
-        width, length = p[:, 1], p[:, 2]
-        theta = torch.zeros(len(p), 2, 3, dtype=x.dtype, device=x.device)
-        theta[:, 0, 0], theta[:, 1, 1] = 1 / width, 1 / length  # out (u, v) samples from (c + (u - c) / f)
-        theta[:, 0, 2] = (2 * centre / w - 1) * (1 - 1 / width)
-        theta[:, 1, 2] = (2 * top / h - 1) * (1 - 1 / length)
-        grid = F.affine_grid(theta, [len(p), 4, h, w], align_corners=False)
+        inside = (a > 0.5).any(2)
+        top = torch.where(inside, rows, torch.full_like(rows, h)).amin(1)  # its top edge
+        bottom = torch.where(inside, rows, torch.zeros_like(rows)).amax(1)
+        slid = p[:, 11].bool()
+        if labels is not None:  # only worn masks are slid (an incorrect one moved down stays incorrect: no gain)
+            worn = attribute_of(labels[chosen.to(labels.device)] % NUM_CLASSES, "mask") == MASK_NAMES.index("wear")
+            slid &= worn.to(slid.device)
+        shift = torch.where(slid, p[:, 12] * (bottom - top + 1), torch.zeros_like(top))  # pixels down (of the
+        # mask's height as found, before any lengthening)
+        # Where each output pixel (u, v) samples the photo: (c + (u - c) / width) across, about the mask's middle c;
+        # down, (top + (v - top - shift) / length), lengthened below the top edge and moved down by shift; then the
+        # top edge bent into an arch (its corners lowered by arch * height, the middle and the bottom edge kept).
+        # One sampling grid for the three, so the mask is resampled once.
+        width, length, arch = (v[:, None, None] for v in (p[:, 1], p[:, 2], p[:, 13]))
+        c, t = centre[:, None, None], top[:, None, None]
+        height = (bottom - top + 1)[:, None, None]
+        across = (a > 0.5).any(1)
+        left = torch.where(across, cols, torch.full_like(cols, w)).amin(1)
+        right = torch.where(across, cols, torch.zeros_like(cols)).amax(1)
+        half = ((right - left + 1) / 2).clamp(min=1)[:, None, None]
+        u_src = (c + (cols[None, None, :] - c) / width).expand(len(p), h, w)
+        drop = arch * height * (((u_src - c) / half) ** 2).clamp(max=1)
+        v_lin = t + (rows[None, :, None] - t - shift[:, None, None]) / length
+        v_src = t + (v_lin - t - drop) * height / (height - drop).clamp(min=1)
+        grid = torch.stack([2 * u_src / w - 1, 2 * v_src / h - 1], -1)
         moved = F.grid_sample(torch.cat([x[chosen], a[:, None]], 1), grid, padding_mode="zeros",
                               align_corners=False)
         mask, cover = moved[:, :3], moved[:, 3:]
@@ -536,7 +576,11 @@ class MaskRestyle(BatchPreset):
         # mask is gone whole, its faint edges and shadows too, which the cover does not reach (left in place, they
         # kept the old mask's outline in view and travelled worse to unseen styles: docs/results.md).
         x[chosen] = covers[chosen, :3] * (1 - cover) + mask * cover
-        return x
+        if labels is not None and bool(slid.any()):
+            labels = labels.clone()
+            moved_rows = chosen[slid.to(chosen.device)].to(labels.device)
+            labels[moved_rows] += (MASK_NAMES.index("incorrect") - MASK_NAMES.index("wear")) * (SHAPE[1] * SHAPE[2])
+        return x, labels
 
 
 class OneImage:
@@ -616,7 +660,7 @@ class BatchAugment:
             if name in COVERED:
                 if covers is None:
                     raise ConfigError(f"data.augment preset {name!r} needs the bare faces and covers of the photos")
-                x = preset.apply_covered(x, covers, params)
+                x, labels = preset.apply_covered(x, covers, params, labels)
             elif name in LABELLING:
                 if labels is None:
                     raise ConfigError(f"data.augment preset {name!r} needs the labels")
