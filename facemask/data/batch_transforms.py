@@ -537,23 +537,23 @@ class MaskRestyle(BatchPreset):
         cols = torch.arange(w, device=x.device, dtype=x.dtype) + 0.5
         rows = torch.arange(h, device=x.device, dtype=x.dtype) + 0.5
         centre = (a * cols).sum((1, 2)) / a.sum((1, 2))  # the mask's middle, in pixels
-        inside = (a > 0.5).any(2)
+        solid = a > 0.5
+        inside, across = solid.any(2), solid.any(1)  # the rows and the columns the mask reaches
         top = torch.where(inside, rows, torch.full_like(rows, h)).amin(1)  # its top edge
         bottom = torch.where(inside, rows, torch.zeros_like(rows)).amax(1)
+        height = bottom - top + 1
         slid = p[:, 11].bool()
         if labels is not None:  # only worn masks are slid (an incorrect one moved down stays incorrect: no gain)
             worn = attribute_of(labels[chosen.to(labels.device)] % NUM_CLASSES, "mask") == MASK_NAMES.index("wear")
             slid &= worn.to(slid.device)
-        shift = torch.where(slid, p[:, 12] * (bottom - top + 1), torch.zeros_like(top))  # pixels down (of the
-        # mask's height as found, before any lengthening)
+        shift = torch.where(slid, p[:, 12] * height, torch.zeros_like(top))  # pixels down (of the mask's height
+        # as found, before any lengthening)
         # Where each output pixel (u, v) samples the photo: (c + (u - c) / width) across, about the mask's middle c;
         # down, (top + (v - top - shift) / length), lengthened below the top edge and moved down by shift; then the
         # top edge bent into an arch (its corners lowered by arch * height, the middle and the bottom edge kept).
         # One sampling grid for the three, so the mask is resampled once.
         width, length, arch = (v[:, None, None] for v in (p[:, 1], p[:, 2], p[:, 13]))
-        c, t = centre[:, None, None], top[:, None, None]
-        height = (bottom - top + 1)[:, None, None]
-        across = (a > 0.5).any(1)
+        c, t, height = centre[:, None, None], top[:, None, None], height[:, None, None]
         left = torch.where(across, cols, torch.full_like(cols, w)).amin(1)
         right = torch.where(across, cols, torch.zeros_like(cols)).amax(1)
         half = ((right - left + 1) / 2).clamp(min=1)[:, None, None]
