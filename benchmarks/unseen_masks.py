@@ -196,15 +196,24 @@ class KitGeometry:
 
     def below_nose(self, i: int, template: str, colour: str) -> np.ndarray:
         """Six points for row i (an incorrectly worn mask) that leave the nose uncovered as its label says: the
-        person's correctly worn placement slid down the face, in steps of 2% of the bridge-to-chin length, until the
-        rendered mask leaves the point where the kit meant its top edge to be (its nose- or chin-mode median, and
-        never above the nose-mode one) uncovered. Only the position changes: the mask keeps the shape it has when
-        worn."""
+        person's correctly worn placement, its top edge slid down the face in steps of 2% of the bridge-to-chin
+        length until the rendered mask leaves the point where the kit meant its top edge to be (its nose- or
+        chin-mode median, and never above the nose-mode one) uncovered. The bottom edge stays where the kit put it
+        (never above the worn mask's), so the mask is squeezed, as one pulled down onto the chin is, rather than
+        slid whole down onto the neck; only if the mask would become shorter than a third of its worn height does
+        the bottom edge move down with the top."""
         person = self.rows["id"][i]
         share = self.nose_share if self.rows["mode"][i] == "nose" else max(self.chin_share, self.nose_share)
         target = self.point(person, share)
+        down = self.down[person]
+        kit_bottom = _moved(np.linalg.inv(self.moves[i]), self.six[i])[4]  # the kit's bottom centre, unmoved
+        bottom = max(0.0, float(np.dot(kit_bottom - self.worn[person][4], down) / np.dot(down, down)))
         for step in range(0, 101):
-            six = _moved(self.moves[i], self.worn[person] + 0.02 * step * self.down[person])
+            top = 0.02 * step
+            points = self.worn[person].copy()
+            points[:3] += top * down
+            points[3:] += max(bottom, top - 2 / 3) * down  # worn height is 1 (bridge to chin): keep a third
+            six = _moved(self.moves[i], points)
             if not self.covers(i, template, colour, six, target):
                 return six
         return six
@@ -228,6 +237,131 @@ def nose_report(kit: Path) -> pd.DataFrame:
     report = pd.DataFrame({"photos": table.size(), "nose_uncovered": table.mean()})
     report.loc[("all", ""), :] = [len(rows), float(np.mean(uncovered))]
     return report
+
+
+HAND_SHARE = 0.62  # the mouth, a share of the way from the nose bridge to the chin
+
+
+def hand_shape(length: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A flat hand with its fingers held together, seen from the palm or the back, for a face whose bridge-to-chin
+    length is ``length`` pixels: two square (S, S) maps in 0..1, the hand's alpha and the lines between its fingers,
+    the palm's centre at their centre, the fingers pointing up and turned by up to 90 degrees either way, the thumb
+    along one side. A different hand from the
+    ``hand`` preset's (spread fingers, other proportions, a flat colour), so that a recipe trained with that preset
+    is not scored on its own drawings."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    scale = length * rng.uniform(0.9, 1.2)
+    turn = np.deg2rad(rng.uniform(-90, 90))
+    side = rng.choice([-1.0, 1.0])  # left or right hand
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    supersample, size = 2, 2 * int(np.ceil(1.4 * scale)) + 1
+    canvas = Image.new("L", (size * supersample, size * supersample), 0)
+    draw = ImageDraw.Draw(canvas)
+
+    def place(points: np.ndarray) -> list[tuple[float, float]]:
+        points = (points * np.array([side, 1.0]) * scale) @ rotation.T + size / 2
+        return [(float(x * supersample), float(y * supersample)) for x, y in points]
+
+    width, reach = 0.30 * rng.uniform(0.9, 1.1), 1.0 * rng.uniform(0.9, 1.1)  # half width; palm heel to fingertips
+    arc = np.linspace(0, np.pi, 24)
+    tips = np.c_[width * np.cos(arc), -(reach - 0.4) - 0.6 * width * np.sin(arc)]  # the fingertips, one curve
+    heel = np.c_[width * 0.9 * np.cos(arc + np.pi), 0.4 + 0.3 * width * np.sin(arc)]
+    draw.polygon(place(np.r_[tips, heel]), fill=255)  # the palm and the closed fingers
+    thumb_angle = np.deg2rad(rng.uniform(5, 35))  # the thumb along the side, a little away from it
+    direction = np.array([np.sin(thumb_angle), -np.cos(thumb_angle)])
+    normal = np.array([-direction[1], direction[0]])
+    start, long, wide = np.array([width * 0.8, 0.25]), 0.5, 0.13
+    end = start + long * direction
+    tip = [end + wide / 2 * (np.cos(a) * normal + np.sin(a) * direction) for a in np.linspace(0, np.pi, 12)]
+    draw.polygon(place(np.array([start + wide / 2 * normal, *tip, start - wide / 2 * normal])), fill=255)
+    alpha = canvas.filter(ImageFilter.GaussianBlur(supersample)).resize((size, size), Image.BILINEAR)
+    lines = Image.new("L", canvas.size, 0)
+    for x in (-width / 2, 0.0, width / 2):  # between the four fingers, from the fingertips down to the palm
+        top = -(reach - 0.4) - 0.6 * width * np.sqrt(max(0.0, 1 - (x / width) ** 2))
+        ImageDraw.Draw(lines).line(place(np.array([[x, top], [x, -0.05]])), fill=255,
+                                   width=max(1, int(0.02 * scale * supersample)))
+    lines = lines.filter(ImageFilter.GaussianBlur(supersample)).resize((size, size), Image.BILINEAR)
+    return np.asarray(alpha, dtype=np.float32) / 255, np.asarray(lines, dtype=np.float32) / 255
+
+
+def hand_over_mouth(photo: np.ndarray, skin: np.ndarray, mouth: np.ndarray, length: float,
+                    rng: np.random.Generator) -> np.ndarray:
+    """``photo`` (H, W, 3 uint8) with a hand held over the mouth: the silhouette of ``hand_shape``, its palm a little
+    below and beside the mouth so that it covers the mouth (and often the nose), made of ``skin`` (a patch of real
+    skin, another person's cheek, enlarged to the hand's size) with the shading of a rounded surface and darker lines
+    between the fingers."""
+    from PIL import Image, ImageFilter
+
+    h, w = photo.shape[:2]
+    shape, lines = hand_shape(length, rng)
+    size = shape.shape[0]
+    centre = mouth + length * np.array([rng.uniform(-0.15, 0.15), rng.uniform(0.05, 0.3)])
+    x0, y0 = int(round(centre[0])) - size // 2, int(round(centre[1])) - size // 2
+    alpha, crease = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
+    texture = np.zeros((h, w, 3), np.float32)  # the patch enlarged over the hand's square: skin and its gradient
+    enlarged = np.asarray(Image.fromarray(skin).resize((size, size), Image.BICUBIC), dtype=np.float32)
+    top, left = max(0, y0), max(0, x0)
+    bottom, right = min(h, y0 + size), min(w, x0 + size)
+    if bottom > top and right > left:
+        alpha[top:bottom, left:right] = shape[top - y0:bottom - y0, left - x0:right - x0]
+        crease[top:bottom, left:right] = lines[top - y0:bottom - y0, left - x0:right - x0]
+        texture[top:bottom, left:right] = enlarged[top - y0:bottom - y0, left - x0:right - x0]
+    inner = np.asarray(Image.fromarray((alpha * 255).astype(np.uint8)).filter(
+        ImageFilter.GaussianBlur(max(1.0, 0.05 * length))), dtype=np.float32) / 255
+    shading = ((0.78 + 0.3 * inner) * (1 - 0.3 * crease))[..., None]  # darker at the edges and between fingers
+    out = photo.astype(np.float32) * (1 - alpha[..., None]) + (texture * shading).clip(0, 255) * alpha[..., None]
+    return out.round().clip(0, 255).astype(np.uint8)
+
+
+def hand_photos(kit: Path, data: Path, reference: Path, seed: int = 0) -> list[str]:
+    """The eval people's bare photos (``normal``, labelled "not worn") with a hand over the mouth, written once to
+    ``data``/hands/ under their own ImageIDs: the files, in ImageID order. The mouth is placed from the person's
+    correctly worn masks (KitGeometry, from ``reference``), moved as the kit moved the bare photo; each hand is made
+    of the next person's cheek. Drawn hands, not real ones: the figure says whether a model calls a face with
+    something other than a mask over its mouth "worn"."""
+    import shutil
+
+    from PIL import Image
+
+    folder = data / "hands"
+    answers_of_eval = pd.read_csv(data / "eval_answers.csv", dtype={"ImageID": str})
+    geometry = KitGeometry(kit, reference)
+    rows = pd.read_csv(kit / "renders.csv", dtype={"id": str}, keep_default_na=False)
+    bare = rows[rows["image"] == "normal"].copy()
+    bare["ImageID"] = [hashlib.sha1(f"{person}/normal".encode()).hexdigest() + ".jpg" for person in bare["id"]]
+    bare = bare[bare["ImageID"].isin(set(answers_of_eval["ImageID"])) & bare["id"].isin(set(geometry.worn))]
+    bare = bare.sort_values("ImageID").reset_index(drop=True)
+    files = [str(folder / image_id) for image_id in bare["ImageID"]]
+    if folder.is_dir():
+        return files
+    photos = [np.asarray(Image.open(data / "eval" / "images" / i).convert("RGB")) for i in bare["ImageID"]]
+    places = []
+    for row, photo in zip(bare.itertuples(), photos):
+        move = _jitter_matrix(row.angle, row.scale, row.dx, row.dy, geometry.build.W, geometry.build.H)
+        length = float(np.linalg.norm(geometry.down[row.id])) * row.scale
+        bridge, down = geometry.worn[row.id][1], geometry.down[row.id]
+        across = np.array([-down[1], down[0]])  # across the face, the length of the nose bridge-to-chin line
+        cheek = _moved(move, (bridge + 0.25 * down + 0.35 * across)[None])[0]  # beside the nose, under the eye
+        half = max(3, int(round(0.04 * length)))
+        x, y = (int(round(v)) for v in cheek)
+        x, y = min(max(x, half), photo.shape[1] - half), min(max(y, half), photo.shape[0] - half)  # in the photo
+        places.append((_moved(move, geometry.point(row.id, HAND_SHARE)[None])[0], length,
+                       photo[y - half:y + half, x - half:x + half]))
+    partial = Path(tempfile.mkdtemp(prefix="hands-", dir=data))
+    try:
+        for k, row in enumerate(bare.itertuples()):
+            rng = np.random.default_rng([seed, int(hashlib.sha1(row.ImageID.encode()).hexdigest()[:8], 16)])
+            skin = places[(k + 1) % len(bare)][2]
+            drawn = hand_over_mouth(photos[k], skin, places[k][0], places[k][1], rng)
+            Image.fromarray(drawn).save(partial / row.ImageID, quality=95)
+        partial.rename(folder)  # all or nothing: a killed run leaves no half-drawn folder to reuse
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        if folder.is_dir():  # another run drew them first
+            return files
+        raise
+    return files
 
 
 def unseen_scores(labels: np.ndarray, predictions: np.ndarray, nose_out: np.ndarray | None = None) -> dict:
@@ -271,12 +405,17 @@ def with_mask_from(probs: dict[str, np.ndarray], sources: list[str]) -> dict[str
             for stem in probs if stem not in sources}
 
 
-COLUMNS = ["mask_f1", "recall_wear", "recall_incorrect", "recall_not_wear", "recall_incorrect_nose_out"]
+COLUMNS = ["mask_f1", "recall_wear", "recall_incorrect", "recall_not_wear", "recall_incorrect_nose_out",
+           "not_worn_hand"]
+
+
+def _columns(table: pd.DataFrame) -> list[str]:
+    return [column for column in COLUMNS if column in table]
 
 
 def seed_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Each split and recipe's mean over its training seeds, with their standard deviation: "0.509 (0.136)"."""
-    by_split = table.groupby(["split", "recipe"], sort=False)[COLUMNS]
+    by_split = table.groupby(["split", "recipe"], sort=False)[_columns(table)]
     return by_split.mean().map(lambda v: f"{v:.3f}") + " (" + by_split.std().map(lambda v: f"{v:.3f}") + ")"
 
 
@@ -299,7 +438,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame | None:
                         help="also score each other recipe with the mask answer from these (file stems), averaged")
     parser.add_argument("--incorrect", choices=["kit", "nose-out"], default="kit",
                         help="where incorrectly worn masks go: where the kit puts them (most of them over the nose, "
-                             "docs/results.md), or slid down the face until the nose is uncovered")
+                             "docs/results.md), or pulled down the face until the nose is uncovered")
+    parser.add_argument("--hands", action="store_true",
+                        help="also score each run on the eval people's bare photos with a drawn hand over the mouth "
+                             "(column not_worn_hand: the share answered 'not worn')")
     parser.add_argument("--nose-report", action="store_true",
                         help="only print, for the kit as it is, the share of incorrectly worn masks by template and "
                              "mode whose render leaves the nose uncovered")
@@ -321,14 +463,18 @@ def main(argv: list[str] | None = None) -> pd.DataFrame | None:
     for split in args.splits:
         train_styles, eval_styles = SPLITS[split]
         name = split.replace("->", "-to-") + ("-nose-out" if args.incorrect == "nose-out" else "")
-        data = render(styled_kit(kit, work / f"kit-{name}", train_styles, eval_styles, eval_ids,
-                                 nose_out=args.incorrect == "nose-out"), work / name,
-                      args.people, args.eval_fraction, args.seed)
+        styled = styled_kit(kit, work / f"kit-{name}", train_styles, eval_styles, eval_ids,
+                            nose_out=args.incorrect == "nose-out")
+        # the data set (and so every run trained on it, by its data.root) is named by the renders it was made from,
+        # so that a reused --out never scores runs of one placement on the data of another
+        name += "-" + hashlib.sha1((styled / "renders.csv").read_bytes()).hexdigest()[:8]
+        data = render(styled, work / name, args.people, args.eval_fraction, args.seed)
         answers_of_eval = pd.read_csv(data / "eval_answers.csv", dtype={"ImageID": str})
         files = [str(data / "eval" / "images" / i) for i in answers_of_eval["ImageID"]]
-        nose_out = nose_uncovered(work / f"kit-{name}", reference=kit)
+        nose_out = nose_uncovered(styled, reference=kit)
         nose_out = answers_of_eval["ImageID"].map(nose_out).fillna(False).to_numpy(bool)
         incorrect = attribute_of(answers_of_eval["ans"].to_numpy(), "mask") == MASK_NAMES.index("incorrect")
+        hands = hand_photos(styled, data, kit) if args.hands else []
         placed = "placed anew (--incorrect nose-out)" if args.incorrect == "nose-out" else "as the kit places them"
         print(f"{split}: the nose is uncovered in {int(nose_out.sum())} of {int(incorrect.sum())} incorrectly worn "
               f"eval photos, their masks {placed}", flush=True)
@@ -341,20 +487,26 @@ def main(argv: list[str] | None = None) -> pd.DataFrame | None:
                                            "train.report=false", "train.progress=false", "data.val_fraction=0.1",
                                            f"train.seed={seed}", *args.overrides])
                 run = (trained_run(cfg, work / "runs") if args.reuse_runs else None) or fit(cfg)
-                probs[Path(config).stem] = run_probs(run, files, args.tta, progress=False), run
+                probs[Path(config).stem] = run_probs(run, files + hands, args.tta, progress=False), run
             recipes = [(stem, p.argmax(1), [run]) for stem, (p, run) in probs.items()]
             if args.mask_from is not None:
                 combined = with_mask_from({stem: p for stem, (p, _) in probs.items()}, args.mask_from)
                 recipes += [(name, guesses, [probs[stem][1]] + [probs[m][1] for m in args.mask_from])
                             for name, (stem, guesses) in combined.items()]
             for recipe, guesses, runs in recipes:
+                guesses, on_hands = guesses[:len(files)], guesses[len(files):]
                 scores = unseen_scores(answers_of_eval["ans"].to_numpy(), guesses, nose_out)
+                if hands:  # a face with a hand over its mouth wears no mask
+                    scores["not_worn_hand"] = float((attribute_of(on_hands, "mask") ==
+                                                     MASK_NAMES.index("not wear")).mean())
                 rows.append({"split": split, "recipe": recipe, "seed": seed, **scores,
                              "run": ";".join(str(run) for run in runs)})
                 print(f"{split:>17}  {recipe:<18} seed {seed:<3} mask F1 {scores['mask_f1']:.4f}  recall "
                       f"worn {scores['recall_wear']:.3f}  incorrect {scores['recall_incorrect']:.3f}  not worn "
                       f"{scores['recall_not_wear']:.3f}  incorrect, nose out "
-                      f"{scores['recall_incorrect_nose_out']:.3f}  (macro F1 {scores['macro_f1']:.4f})", flush=True)
+                      f"{scores['recall_incorrect_nose_out']:.3f}  (macro F1 {scores['macro_f1']:.4f})"
+                      + (f"  hand over the mouth: not worn {scores['not_worn_hand']:.3f}" if hands else ""),
+                      flush=True)
     table = pd.DataFrame(rows)
     print(f"\n{args.people} people ({1 - args.eval_fraction:.0%} train, {args.eval_fraction:.0%} eval), "
           f"{args.epochs} epochs; eval people wear only the styles their training never saw")
@@ -362,7 +514,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame | None:
     if len(args.train_seeds) > 1:
         print(f"\nmean (sd) over the {len(args.train_seeds)} training seeds:")
         print(seed_summary(table).to_string())
-    summary = table.groupby("recipe", sort=False)[COLUMNS].mean()
+    summary = table.groupby("recipe", sort=False)[_columns(table)].mean()
     print(f"\nmean over the splits{' and seeds' if len(args.train_seeds) > 1 else ''} "
           "(targets: mask F1 >= 0.95, incorrect recall >= 0.9):")
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))

@@ -18,7 +18,10 @@ def test_every_per_image_preset_has_a_batch_version():
     assert set(BATCH_PRESETS) == set(PRESETS)
 
 
-@pytest.mark.parametrize("preset", sorted(set(PRESETS) - {"base", "centercrop", "synthetic_mask", "mask_restyle"}))
+LABELLED = {"synthetic_mask", "mask_restyle", "hand"}  # presets that need labels or covers (tested on their own)
+
+
+@pytest.mark.parametrize("preset", sorted(set(PRESETS) - {"base", "centercrop"} - LABELLED))
 def test_each_batch_preset_changes_the_images_and_depends_only_on_each_images_seed(preset):
     augment = BatchAugment(preset, SURE)
     out = augment(IMAGES, SEEDS)
@@ -149,13 +152,50 @@ def test_synthetic_masks_are_drawn_on_the_lower_face_and_relabel_it_truthfully()
         batch_augment(load_config("configs/tiny.yaml", ["data.augment=flip,synthetic_mask"]), torch.device("cpu"))
 
 
+def test_a_hand_is_drawn_over_the_mouth_of_bare_faces_only_in_the_faces_own_skin_colour():
+    from facemask.data.labels import decode, encode
+
+    face = torch.full((3, 64, 48), 40, dtype=torch.uint8)  # dark surroundings ...
+    face[:, 18:34, 12:36] = torch.tensor([200, 150, 120], dtype=torch.uint8)[:, None, None]  # ... skin mid-face
+    masks = torch.tensor([2, 2, 2, 2, 0, 1] * 4)  # 16 bare faces, 4 worn, 4 incorrect
+    labels = torch.as_tensor(encode(masks.numpy(), np.arange(24) % 2, np.arange(24) % 3))
+    images, seeds = face.repeat(24, 1, 1, 1), torch.arange(24) + 500
+    augment = BatchAugment("hand", AugConfig(hand_p=1.0))
+    out, new = augment(images, seeds, labels)
+    assert torch.equal(new, labels)  # the label stays what it was: "not worn"
+    changed = (out != images.float()).any(1)
+    assert changed[masks == 2].flatten(1).any(1).all() and not changed[masks != 2].any()  # bare faces only
+    rows = changed[masks == 2].float().mean((0, 2))
+    assert rows[:14].sum() == 0 and rows[40:44].min() > 0.2  # over the mouth (y 0.62 of 64), never over the eyes
+    drawn = out.permute(0, 2, 3, 1)[changed & (out.mean(1) > 60)]  # the hand's own pixels, edges left out
+    ratio = drawn / drawn[:, :1]
+    skin = torch.tensor([1.0, 0.75, 0.6])
+    assert ((ratio - skin).abs() < 0.12).float().mean() > 0.95  # the skin's hue, tinted a little
+    assert torch.equal(augment(images, seeds, labels)[0], out)
+    alone = torch.cat([augment(images[i:i + 1], seeds[i:i + 1], labels[i:i + 1])[0] for i in range(24)])
+    assert torch.equal(alone, out)  # each image from its own seed alone
+    assert not torch.equal(augment(images, seeds + 1, labels)[0], out)
+    assert torch.equal(BatchAugment("hand", AugConfig(hand_p=0.0))(images, seeds, labels)[0], images.float())
+    assert decode(new)[0].tolist() == masks.tolist()
+    with pytest.raises(ConfigError, match="aug.hand_size must be"):
+        BatchAugment("hand", AugConfig(hand_size=[0.8, 0.5]))
+    with pytest.raises(ConfigError, match="needs the labels"):
+        augment(images, seeds)
+    with pytest.raises(ConfigError, match="needs data.augment_mode=batch"):
+        from facemask.data.loaders import batch_augment
+
+        batch_augment(load_config("configs/tiny.yaml", ["data.augment=flip,hand"]), torch.device("cpu"))
+    with pytest.raises(ConfigError, match="aug.hand_p"):
+        load_config("configs/tiny.yaml", ["aug.hand_p=1.5"]).validate()
+
+
 def test_face_frame_presets_run_first_whatever_their_place_in_the_list():
     """aug.lower_face is where the mask is in the face crop: a preset that moves or degrades the image (framing,
     blur, JPEG) must run after the presets drawn there, or a drawn mask would miss the face it labels."""
     from facemask.data.transforms import preset_names
 
-    assert preset_names("flip,framing,blur,synthetic_mask,mask_colour") == [
-        "synthetic_mask", "mask_colour", "flip", "framing", "blur"]
+    assert preset_names("flip,framing,blur,mask_colour,hand,synthetic_mask") == [
+        "synthetic_mask", "hand", "mask_colour", "flip", "framing", "blur"]
     aug = AugConfig(mask_colour_p=1.0, framing_translate=0.3, framing_scale=[0.6, 0.7], blur_p=1.0)
     late = BatchAugment("framing,blur,mask_colour", aug)(IMAGES, SEEDS)
     early = BatchAugment("mask_colour,framing,blur", aug)(IMAGES, SEEDS)

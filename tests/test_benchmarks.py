@@ -483,30 +483,37 @@ def _square(top: float, bottom: float, left: float = 150, right: float = 250) ->
                                                   (middle, bottom), (left, bottom)))
 
 
+def _fake_kit(folder: Path) -> Path:
+    """Two people, masks worn from the nose bridge (y 200) to the chin (y 350); a's incorrectly worn mask from y 260
+    to 380, b's from y 250 to 400 on a photo enlarged 1.2x about its centre and moved 60 px down."""
+    (folder / "build.py").write_text(FAKE_BUILD)
+    lines = ["id,image,angle,scale,dx,dy,gain,bias,template,color,mode,points"]
+    for person in ("a", "b"):
+        lines += [f"{person},mask{k},0,1,0,0,1,0,surgical,,correct,{_square(200, 350)}" for k in range(1, 6)]
+        lines.append(f"{person},normal,0,{1.2 if person == 'b' else 1},0,{60 if person == 'b' else 0},1,0,,,,")
+    lines.append(f"a,incorrect_mask,0,1,0,0,1,0,surgical,,nose,{_square(260, 380)}")
+    lines.append(f"b,incorrect_mask,0,1.2,0,60,1,0,surgical,,chin,{_square(250, 400)}")
+    (folder / "renders.csv").write_text("\n".join(lines) + "\n")
+    for name in ("faces", "masks"):
+        (folder / name).mkdir()
+    (folder / "people.csv").write_text("id,gender,age\na,male,40\nb,female,20\n")
+    return folder
+
+
 def test_unseen_masks_finds_which_incorrectly_worn_renders_leave_the_nose_uncovered(tmp_path):
     """Two people, masks worn from the nose bridge (y 200) to the chin (y 350); person a wears the sixth mask from
     y 260 (a share 0.4 down: below the nose, which is then taken to be at 0.2, y 230), person b from y 250 on a photo
     enlarged 1.2x about its centre (192, 256) and moved 60 px down: over the nose (y 230 is y 285 there)."""
     import hashlib
 
-    (tmp_path / "build.py").write_text(FAKE_BUILD)
-    lines = ["id,image,angle,scale,dx,dy,gain,bias,template,color,mode,points"]
-    for person in ("a", "b"):
-        lines += [f"{person},mask{k},0,1,0,0,1,0,surgical,,correct,{_square(200, 350)}" for k in range(1, 6)]
-        lines.append(f"{person},normal,0,1,0,0,1,0,,,,")
-    lines.append(f"a,incorrect_mask,0,1,0,0,1,0,surgical,,nose,{_square(260, 380)}")
-    lines.append(f"b,incorrect_mask,0,1.2,0,60,1,0,surgical,,chin,{_square(250, 400)}")
-    (tmp_path / "renders.csv").write_text("\n".join(lines) + "\n")
+    _fake_kit(tmp_path)
     found = unseen_masks.nose_uncovered(tmp_path)
     key = {person: hashlib.sha1(f"{person}/incorrect_mask".encode()).hexdigest() + ".jpg" for person in "ab"}
     assert found == {key["a"]: True, key["b"]: False}
     report = unseen_masks.nose_report(tmp_path)
     assert report.loc[("surgical", "chin"), "nose_uncovered"] == 0.0 and report.loc[("all", ""), "photos"] == 2
 
-    # --incorrect nose-out: the same kit with every incorrectly worn mask slid down until the nose is uncovered
-    for name in ("faces", "masks"):
-        (tmp_path / name).mkdir()
-    (tmp_path / "people.csv").write_text("id,gender,age\na,male,40\nb,female,20\n")
+    # --incorrect nose-out: the same kit with every incorrectly worn mask pulled down until the nose is uncovered
     styled = unseen_masks.styled_kit(tmp_path, tmp_path / "styled", unseen_masks.SURGICAL, unseen_masks.OTHER,
                                      {"b"}, nose_out=True)
     assert unseen_masks.nose_uncovered(styled, reference=tmp_path) == {key["a"]: True, key["b"]: True}
@@ -515,5 +522,109 @@ def test_unseen_masks_finds_which_incorrectly_worn_renders_leave_the_nose_uncove
     tip = 1.2 * (260 - 256) + 256 + 60  # the nose tip (y 260 on the unmoved face) on b's moved photo
     assert tip <= b_points[1] <= tip + 5  # its top just below the nose tip, not further
     assert b_points[4] - b_points[0] == pytest.approx(1.2 * 100)  # the worn mask's placement, moved as the photo
-    a_top = float(rows[-2].split(",")[-1].split()[1])
-    assert 260 <= a_top <= 264  # person a's worn placement slid down as well: the worn mask's shape, not the kit's
+    a_points = [float(v) for v in rows[-2].split(",")[-1].split()]
+    assert 260 <= a_points[1] <= 264  # person a's worn placement, its top edge pulled down below the nose as well
+    assert a_points[7] == a_points[9] == a_points[11] == pytest.approx(380)  # a's bottom edge stays the kit's
+    worn_bottom = 1.2 * (350 - 256) + 256 + 60  # b's kit bottom (y 326 unmoved) is above the worn one: the worn one
+    assert b_points[7] == b_points[9] == b_points[11] == pytest.approx(worn_bottom)
+    # a mask pulled down to within a third of its worn height of its bottom edge takes the bottom edge with it
+    geometry = unseen_masks.KitGeometry(tmp_path)
+    geometry.nose_share = geometry.chin_share = 1.0  # the chin itself must be uncovered
+    low = geometry.below_nose(geometry.incorrect_rows()[0], "surgical", "")
+    assert low[1, 1] > 350 and low[4, 1] - low[1, 1] == pytest.approx(150 / 3, abs=1)
+
+
+def test_unseen_masks_names_each_data_set_by_the_placements_it_was_rendered_from(tmp_path, monkeypatch):
+    """A reused --out never scores runs of one placement on the data of another: the data set, and with it each
+    run's data.root, is named by the renders it was made from."""
+    import numpy as np
+
+    (tmp_path / "kit").mkdir()
+    kit = _fake_kit(tmp_path / "kit")
+    rendered, trained = [], []
+
+    def fake_render(styled, out, *args):
+        rendered.append((out.name, (styled / "renders.csv").read_text()))
+        (out / "eval" / "images").mkdir(parents=True, exist_ok=True)
+        (out / "eval_answers.csv").write_text("ImageID,ans\nx.jpg,0\n")
+        return out
+
+    def fake_fit(cfg):
+        trained.append(cfg.data.root)
+        return tmp_path / "run"
+
+    monkeypatch.setattr(unseen_masks, "eval_ids_of", lambda *args: {"b"})
+    monkeypatch.setattr(unseen_masks, "render", fake_render)
+    monkeypatch.setattr(unseen_masks, "fit", fake_fit)
+    monkeypatch.setattr(unseen_masks, "run_probs", lambda *args, **kwargs: np.eye(18)[[0]])
+    for placement in ("kit", "nose-out", "kit"):
+        unseen_masks.main(["--kit", str(kit), "--configs", "configs/tiny.yaml", "--splits", "surgical->other",
+                           "--out", str(tmp_path / "out"), "--incorrect", placement])
+    (kit_name, kit_renders), (nose_name, nose_renders), again = rendered
+    assert kit_renders != nose_renders and kit_name != nose_name and again[0] == kit_name
+    assert kit_name.startswith("surgical-to-other-") and nose_name.startswith("surgical-to-other-nose-out-")
+    assert [Path(root).parent.name for root in trained] == [kit_name, nose_name, kit_name]
+
+
+def test_unseen_masks_draws_a_hand_over_the_mouth_of_each_eval_bare_photo_and_scores_it(tmp_path, monkeypatch):
+    import hashlib
+
+    import numpy as np
+    from PIL import Image
+
+    kit = _fake_kit(tmp_path)
+    data = tmp_path / "data"
+    (data / "eval" / "images").mkdir(parents=True)
+    ids = {person: hashlib.sha1(f"{person}/normal".encode()).hexdigest() + ".jpg" for person in "ab"}
+    grey = {"a": 60, "b": 200}  # each hand is made of the other person's skin
+    for person, image_id in ids.items():
+        Image.fromarray(np.full((512, 384, 3), grey[person], np.uint8)).save(data / "eval" / "images" / image_id)
+    (data / "eval_answers.csv").write_text("ImageID,ans\n" + "".join(f"{i},12\n" for i in ids.values()))
+    files = unseen_masks.hand_photos(kit, data, kit)
+    assert files == sorted(str(data / "hands" / i) for i in ids.values())
+    drawn = {Path(f).name: np.asarray(Image.open(f)).astype(int) for f in files}
+    for person, mouth in (("a", 200 + 0.62 * 150), ("b", 1.2 * (200 + 0.62 * 150 - 256) + 256 + 60)):
+        changed = (np.abs(drawn[ids[person]] - grey[person]) > 40).any(2)  # b's photo: enlarged 1.2x, moved 60 down
+        assert changed[int(mouth)].any() and changed[:120].sum() == 0  # over the mouth, never the top of the photo
+        assert 0.02 < changed.mean() < 0.3  # a hand, not the whole photo
+    calls = {}
+
+    def record(photo, skin, mouth, length, rng):
+        calls[int(photo[0, 0, 0])] = (mouth, length, float(skin.mean()))
+        return photo
+
+    monkeypatch.setattr(unseen_masks, "hand_over_mouth", record)
+    (data / "again" / "eval").mkdir(parents=True)
+    (data / "again" / "eval" / "images").symlink_to(data / "eval" / "images")
+    (data / "again" / "eval_answers.csv").write_text((data / "eval_answers.csv").read_text())
+    unseen_masks.hand_photos(kit, data / "again", kit)
+    (mouth_a, length_a, skin_a), (mouth_b, length_b, skin_b) = calls[60], calls[200]
+    assert mouth_a == pytest.approx([200, 200 + 0.62 * 150]) and length_a == pytest.approx(150)
+    # b's bare photo is enlarged 1.2x about its centre (192, 256) and moved 60 px down: so is its mouth
+    assert mouth_b == pytest.approx([1.2 * 8 + 192, 1.2 * (293 - 256) + 256 + 60]) and length_b == pytest.approx(180)
+    assert (skin_a, skin_b) == (200, 60)  # each hand made of the other person's skin
+    monkeypatch.undo()
+    (data / "again").rename(tmp_path / "again")
+    before = {f: Path(f).stat().st_mtime_ns for f in files}
+    assert unseen_masks.hand_photos(kit, data, kit) == files  # drawn once, then reused
+    assert {f: Path(f).stat().st_mtime_ns for f in files} == before
+    assert sorted(p.name for p in data.iterdir()) == ["eval", "eval_answers.csv", "hands"]  # no temporary folder
+
+    # through main: the hands' answers are scored apart from the eval photos' ("not worn" is class 12 and up)
+    def fake_render(styled, out, *args):
+        (out / "eval" / "images").mkdir(parents=True, exist_ok=True)
+        for image_id in ids.values():
+            Image.fromarray(np.full((512, 384, 3), 90, np.uint8)).save(out / "eval" / "images" / image_id)
+        (out / "eval_answers.csv").write_text("ImageID,ans\n" + "".join(f"{i},12\n" for i in ids.values()))
+        return out
+
+    def fake_probs(run, files, *args, **kwargs):  # the eval photos "not worn", the hands "worn"
+        return np.eye(18)[[0 if "/hands/" in f else 12 for f in files]]
+
+    monkeypatch.setattr(unseen_masks, "eval_ids_of", lambda *args: {"a", "b"})
+    monkeypatch.setattr(unseen_masks, "render", fake_render)
+    monkeypatch.setattr(unseen_masks, "fit", lambda cfg: tmp_path / "run")
+    monkeypatch.setattr(unseen_masks, "run_probs", fake_probs)
+    table = unseen_masks.main(["--kit", str(kit), "--configs", "configs/tiny.yaml", "--splits", "surgical->other",
+                               "--out", str(tmp_path / "out"), "--hands"])
+    assert table["recall_not_wear"].tolist() == [1.0] and table["not_worn_hand"].tolist() == [0.0]

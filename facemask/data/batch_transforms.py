@@ -471,6 +471,75 @@ class SyntheticMask(LowerFace):
         return x, labels
 
 
+class Hand(LowerFace):
+    """A hand held over the mouth of a bare face, with probability p; the label stays "not worn". Presets that draw
+    masks teach "a mask covers the nose and mouth"; a hand over the mouth is something else covering it, so that
+    "worn" cannot rest on "something covers the mouth" alone. The hand (a palm, four fingers and a thumb, left or
+    right, turned up to 70 degrees either way, its size ``aug.hand_size`` times the lower face's width) is placed
+    over the mouth (its palm a little below the centre of ``aug.lower_face``) in the face's own skin colour (the mean
+    of the middle of the face, tinted), shaded darker at its edges. Only bare faces get one: over a worn mask a hand
+    would hide what the label rests on. Batch mode only (it reads the labels).
+
+    Written by hand, like the other presets here: no augmentation library draws occluders of a given shape at a
+    given place of each image with per-image seeds."""
+
+    FINGERS = ((-0.27, 0.48, -2.0), (-0.09, 0.58, -0.7), (0.09, 0.56, 0.7), (0.26, 0.44, 2.0))  # base, length, lean
+
+    def __init__(self, aug: AugConfig):
+        super().__init__(aug, aug.hand_p)
+        if len(aug.hand_size) != 2 or not 0 < aug.hand_size[0] <= aug.hand_size[1]:
+            raise ValueError(f"aug.hand_size must be a range [low, high] of positive factors, got {aug.hand_size}")
+        self.size = tuple(aug.hand_size)
+
+    def draw(self, rng):
+        cx, cy, rx, _ = self.draw_region(rng)
+        return (float(rng.random() < self.p), float(cx + rx * rng.uniform(-0.3, 0.3)),
+                float(cy + self.region[3] * rng.uniform(0.2, 1.0)), float(2 * rx * rng.uniform(*self.size)),
+                float(np.deg2rad(rng.uniform(-70, 70))), float(rng.choice([-1.0, 1.0])), float(rng.uniform(0, 0.12)),
+                *(float(v) for v in rng.uniform(0.9, 1.1, 4)), float(np.deg2rad(rng.uniform(40, 75))),
+                *(float(v) for v in rng.uniform(0.92, 1.08, 3)), float(rng.uniform(0.8, 1.2)))
+
+    def apply(self, x, params):
+        raise ConfigError("data.augment preset 'hand' reads the labels: it runs through apply_labelled")
+
+    @staticmethod
+    def _capsule(u, v, start, angle, length, width):
+        """Distance from (u, v) to a finger (a segment from ``start`` at ``angle`` from up), less its half width."""
+        du, dv = torch.sin(angle), -torch.cos(angle)
+        along = ((u - start[0]) * du + (v - start[1]) * dv).clamp(min=torch.zeros_like(length), max=length)
+        return ((u - start[0] - along * du) ** 2 + (v - start[1] - along * dv) ** 2).sqrt() - width / 2
+
+    def apply_labelled(self, x: torch.Tensor, params: torch.Tensor, labels: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        bare = attribute_of(labels % NUM_CLASSES, "mask").cpu() == MASK_NAMES.index("not wear")
+        chosen = (params[:, 0].bool() & bare).nonzero().flatten()
+        if not len(chosen):
+            return x, labels
+        index = chosen.to(x.device)
+        p = params[chosen].to(x)
+        h, w = x.shape[-2:]
+        rows = (torch.arange(h, device=x.device, dtype=x.dtype)[None, :, None] + 0.5) / h * h / w  # in widths
+        cols = (torch.arange(w, device=x.device, dtype=x.dtype)[None, None, :] + 0.5) / w
+        cx, cy, size, turn, side, spread = (p[:, i, None, None] for i in range(1, 7))
+        du, dv = cols - cx, rows - cy * h / w
+        u = (du * turn.cos() + dv * turn.sin()) * side / size  # the hand's frame: fingers up, palm at (0, 0)
+        v = (-du * turn.sin() + dv * turn.cos()) / size
+        parts = [((u / 0.40) ** 2 + (v / 0.36) ** 2).sqrt() * 0.36 - 0.36]  # the palm (about its own distance)
+        for k, (base, length, lean) in enumerate(self.FINGERS):
+            parts.append(self._capsule(u, v, (base, -0.2), lean * spread, length * p[:, 7 + k, None, None], 0.16))
+        parts.append(self._capsule(u, v, (0.3, 0.1), p[:, 11, None, None], torch.full_like(spread, 0.42), 0.19))
+        distance = torch.stack(parts).amin(0) * size * w  # pixels outside (+) or inside (-) the hand
+        alpha = (0.5 - distance).clamp(0, 1)  # a one-pixel soft edge
+        cx0, cy0, rx0, ry0 = self.region  # the skin: the middle of the face, between the nose and the cheeks
+        weight = self.weights(torch.tensor([[cx0, cy0 - 0.7 * ry0, 0.5 * rx0, 0.5 * ry0]] * len(chosen)), h, w, x)
+        skin = (x[index] * weight).sum((2, 3)) / weight.sum((2, 3)).clamp(min=1e-6)
+        colour = skin * p[:, 12:15] * p[:, 15:16]
+        shading = 0.8 + 0.25 * (-distance / (0.06 * size * w)).clamp(0, 1)  # darker at the edges
+        hand = (colour[:, :, None, None] * shading[:, None]).clamp(0, 255)
+        x[index] = x[index] * (1 - alpha[:, None]) + hand * alpha[:, None]
+        return x, labels
+
+
 class MaskRestyle(BatchPreset):
     """Redraws a worn or incorrectly worn mask of the photo, with probability p, on the person's own bare photo
     (their ``normal`` photo aligned onto this one, facemask.data.covers): narrower or wider about its middle,
@@ -625,9 +694,10 @@ BATCH_PRESETS: dict[str, Callable[[AugConfig], BatchPreset]] = {
     "mask_colour": MaskColour,
     "mask_texture": MaskTexture,
     "synthetic_mask": SyntheticMask,
+    "hand": Hand,
     "mask_restyle": MaskRestyle,
 }
-LABELLING = ("synthetic_mask",)  # presets that change labels: batch mode only
+LABELLING = ("synthetic_mask", "hand")  # presets that change or read labels: batch mode only
 COVERED = ("mask_restyle",)  # presets that need each photo's bare face and cover (facemask.data.covers)
 
 

@@ -55,7 +55,8 @@ def batch_augment(cfg: Config, device: torch.device):
         return BatchAugment(cfg.data.augment, cfg.aug)
     labelling = [name for name in preset_names(cfg.data.augment) if name in LABELLING]
     if labelling:
-        raise ConfigError(f"data.augment preset {labelling[0]!r} changes labels, so it needs data.augment_mode=batch")
+        raise ConfigError(f"data.augment preset {labelling[0]!r} changes or reads labels, so it needs "
+                          "data.augment_mode=batch")
     if augment_on_device(cfg.data, device):
         from facemask.data.dataset import augment_batch
 

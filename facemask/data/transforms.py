@@ -91,6 +91,8 @@ PRESETS: dict[str, tuple[Callable[[AugConfig], Transform | None], bool]] = {
     "mask_texture": (lambda a: _one_image("mask_texture", a), False),
     # changes labels (a mask drawn on a bare face): only with data.augment_mode=batch (facemask.data.loaders)
     "synthetic_mask": (lambda a: None, False),
+    # a hand over a bare face's mouth (reads labels): only with data.augment_mode=batch
+    "hand": (lambda a: None, False),
     # redraws the training photos' own masks from their person's bare photo: batch mode and the image cache only
     "mask_restyle": (lambda a: None, False),
 }
@@ -136,7 +138,7 @@ class _ResizedCrop:
 # blur, low resolution, JPEG and colour presets degrade it like the rest of the photo.
 # mask_restyle comes first of all: it redraws the photo's own mask from the bare face beside it, which is aligned
 # with the photo as decoded, so nothing may move or draw over the photo before it.
-FACE_FRAME = ("mask_restyle", "synthetic_mask", "mask_colour", "mask_texture")  # in this order
+FACE_FRAME = ("mask_restyle", "synthetic_mask", "hand", "mask_colour", "mask_texture")  # in this order
 
 
 def preset_names(augment: str) -> list[str]:
