@@ -27,6 +27,7 @@ import argparse
 import csv
 import hashlib
 import importlib.util
+import inspect
 import os
 import subprocess
 import sys
@@ -247,8 +248,9 @@ def hand_shape(length: float, rng: np.random.Generator) -> tuple[np.ndarray, np.
     length is ``length`` pixels: two square (S, S) maps in 0..1, the hand's alpha and the lines between its fingers,
     the palm's centre at their centre, the fingers pointing up and turned by up to 90 degrees either way, the thumb
     along one side. A different hand from the
-    ``hand`` preset's (spread fingers, other proportions, a flat colour), so that a recipe trained with that preset
-    is not scored on its own drawings."""
+    ``hand`` preset's (four separate fingers, often nearly together, up to about 14 degrees apart; other
+    proportions; one shaded colour, no skin texture), so that a recipe trained with that preset is not scored on its
+    own drawings."""
     from PIL import Image, ImageDraw, ImageFilter
 
     scale = length * rng.uniform(0.9, 1.2)
@@ -316,7 +318,7 @@ def hand_over_mouth(photo: np.ndarray, skin: np.ndarray, mouth: np.ndarray, leng
 
 def hand_photos(kit: Path, data: Path, reference: Path, seed: int = 0) -> list[str]:
     """The eval people's bare photos (``normal``, labelled "not worn") with a hand over the mouth, written once to
-    ``data``/hands/ under their own ImageIDs: the files, in ImageID order. The mouth is placed from the person's
+    ``data``/hands-<hash>/ under their own ImageIDs: the files, in ImageID order. The mouth is placed from the person's
     correctly worn masks (KitGeometry, from ``reference``), moved as the kit moved the bare photo; each hand is made
     of the next person's cheek. Drawn hands, not real ones: the figure says whether a model calls a face with
     something other than a mask over its mouth "worn"."""
@@ -324,7 +326,9 @@ def hand_photos(kit: Path, data: Path, reference: Path, seed: int = 0) -> list[s
 
     from PIL import Image
 
-    folder = data / "hands"
+    # named by the drawing code too, so that a reused --out never scores hands drawn by an earlier version
+    drawing = "".join(inspect.getsource(f) for f in (hand_shape, hand_over_mouth, hand_photos))
+    folder = data / f"hands-{hashlib.sha1(f'{drawing}{seed}'.encode()).hexdigest()[:8]}"
     answers_of_eval = pd.read_csv(data / "eval_answers.csv", dtype={"ImageID": str})
     geometry = KitGeometry(kit, reference)
     rows = pd.read_csv(kit / "renders.csv", dtype={"id": str}, keep_default_na=False)

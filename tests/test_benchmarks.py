@@ -581,7 +581,8 @@ def test_unseen_masks_draws_a_hand_over_the_mouth_of_each_eval_bare_photo_and_sc
         Image.fromarray(np.full((512, 384, 3), grey[person], np.uint8)).save(data / "eval" / "images" / image_id)
     (data / "eval_answers.csv").write_text("ImageID,ans\n" + "".join(f"{i},12\n" for i in ids.values()))
     files = unseen_masks.hand_photos(kit, data, kit)
-    assert files == sorted(str(data / "hands" / i) for i in ids.values())
+    hands = Path(files[0]).parent
+    assert hands.name.startswith("hands-") and files == sorted(str(hands / i) for i in ids.values())
     drawn = {Path(f).name: np.asarray(Image.open(f)).astype(int) for f in files}
     for person, mouth in (("a", 200 + 0.62 * 150), ("b", 1.2 * (200 + 0.62 * 150 - 256) + 256 + 60)):
         changed = (np.abs(drawn[ids[person]] - grey[person]) > 40).any(2)  # b's photo: enlarged 1.2x, moved 60 down
@@ -608,7 +609,10 @@ def test_unseen_masks_draws_a_hand_over_the_mouth_of_each_eval_bare_photo_and_sc
     before = {f: Path(f).stat().st_mtime_ns for f in files}
     assert unseen_masks.hand_photos(kit, data, kit) == files  # drawn once, then reused
     assert {f: Path(f).stat().st_mtime_ns for f in files} == before
-    assert sorted(p.name for p in data.iterdir()) == ["eval", "eval_answers.csv", "hands"]  # no temporary folder
+    assert sorted(p.name for p in data.iterdir()) == ["eval", "eval_answers.csv", hands.name]  # no temporary one
+    monkeypatch.setattr(unseen_masks, "hand_shape", lambda length, rng: (np.zeros((3, 3)), np.zeros((3, 3))))
+    assert Path(unseen_masks.hand_photos(kit, data, kit)[0]).parent != hands  # other drawing code, other folder
+    monkeypatch.undo()
 
     # through main: the hands' answers are scored apart from the eval photos' ("not worn" is class 12 and up)
     def fake_render(styled, out, *args):
@@ -619,7 +623,7 @@ def test_unseen_masks_draws_a_hand_over_the_mouth_of_each_eval_bare_photo_and_sc
         return out
 
     def fake_probs(run, files, *args, **kwargs):  # the eval photos "not worn", the hands "worn"
-        return np.eye(18)[[0 if "/hands/" in f else 12 for f in files]]
+        return np.eye(18)[[0 if "/hands-" in f else 12 for f in files]]
 
     monkeypatch.setattr(unseen_masks, "eval_ids_of", lambda *args: {"a", "b"})
     monkeypatch.setattr(unseen_masks, "render", fake_render)
