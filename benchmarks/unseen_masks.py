@@ -247,10 +247,9 @@ def hand_shape(length: float, rng: np.random.Generator) -> tuple[np.ndarray, np.
     """A flat hand with its fingers held together, seen from the palm or the back, for a face whose bridge-to-chin
     length is ``length`` pixels: two square (S, S) maps in 0..1, the hand's alpha and the lines between its fingers,
     the palm's centre at their centre, the fingers pointing up and turned by up to 90 degrees either way, the thumb
-    along one side. A different hand from the
-    ``hand`` preset's (four separate fingers, often nearly together, up to about 14 degrees apart; other
-    proportions; one shaded colour, no skin texture), so that a recipe trained with that preset is not scored on its
-    own drawings."""
+    along one side. A different hand from the ``hand`` preset's (four separate fingers, often nearly together, up
+    to about 14 degrees apart; other proportions; one shaded colour, no skin texture), so that a recipe trained
+    with that preset is not scored on its own drawings."""
     from PIL import Image, ImageDraw, ImageFilter
 
     scale = length * rng.uniform(0.9, 1.2)
