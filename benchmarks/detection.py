@@ -1,10 +1,12 @@
 """Face detection in photos of any kind, per mask state: competition photos pasted at several sizes onto varied
 backgrounds (flat, gradient, noise, stripes, and busy scenes of shapes), the photos-mode detector run on each,
 and the share of faces found per mask state (worn / incorrect / not worn) and face width, with the false
-detections per photo, for each detector threshold, side by side in one run.
+detections per photo, for each detector threshold, side by side in one run. With ``--masked FILE`` (a masked-face
+filter from ``facemask train-detector``, trained on other people) the same canvases are also scanned with it beside
+dlib's bare-face filter, and the rows are printed side by side (several files: one row each).
 
     python benchmarks/detection.py --data ../standin/eval [--photos 300] [--widths 40 80 160] \\
-        [--thresholds -1.0 -0.8 -0.5 0.0] [--answers ../standin/eval_answers.csv]
+        [--thresholds -1.0 -0.8 -0.5 0.0] [--answers ../standin/eval_answers.csv] [--masked masked.svm ...]
 
 A face counts as found when a detection's centre lies inside the pasted face (the face is where the competition
 photos have it: centred, 44% down, about 62% of the photo's width).
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +81,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--thresholds", type=float, nargs="+", default=[-1.0, -0.8, -0.5, 0.0])
     parser.add_argument("--min-face", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--masked", nargs="+", default=[],
+                        help="also scan with each of these masked-face filters (facemask train-detector)")
     args = parser.parse_args(argv)
+    detectors = {"hog": HogDetector()}
+    for file in args.masked:
+        detectors[f"hog + {Path(file).name}"] = HogDetector(masked=file)
     if args.answers:
         _, table = read_eval(args.data)
         truth = read_csv_file(args.answers, "answers file").set_index("ImageID")["ans"].astype(int)
@@ -88,7 +96,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         files, labels = samples["file"].tolist(), samples["label"].to_numpy()
     rng = np.random.default_rng(args.seed)
     chosen = rng.permutation(len(files))[: args.photos]
-    detector = HogDetector()
     lowest = min(args.thresholds)
     rows = []
     for n, index in enumerate(chosen):
@@ -96,26 +103,34 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         mask = MASK_NAMES[int(attribute_of(labels[index], "mask"))]
         for width in args.widths:
             canvas, (left, top, right, bottom) = paste(photo, width, rng)
-            boxes = detect_faces(np.asarray(canvas), detector, args.min_face, lowest)
-            for threshold in args.thresholds:
-                kept = [b for b in boxes if b[4] >= threshold]
-                centres = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in kept]
-                hits = [left <= x <= right and top <= y <= bottom for x, y in centres]
-                rows.append({"mask": mask, "width": width, "threshold": threshold, "found": any(hits),
-                             "false": len(hits) - sum(hits)})
+            for name, detector in detectors.items():
+                start = time.perf_counter()
+                boxes = detect_faces(np.asarray(canvas), detector, args.min_face, lowest)
+                seconds = time.perf_counter() - start
+                for threshold in args.thresholds:
+                    kept = [b for b in boxes if b[4] >= threshold]
+                    centres = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in kept]
+                    hits = [left <= x <= right and top <= y <= bottom for x, y in centres]
+                    rows.append({"detector": name, "mask": mask, "width": width, "threshold": threshold,
+                                 "found": any(hits), "false": len(hits) - sum(hits), "seconds": seconds})
         if (n + 1) % 50 == 0:
             print(f"{n + 1}/{len(chosen)} photos", file=sys.stderr)
     table = pd.DataFrame(rows)
-    rates = table.pivot_table(index=["threshold", "width"], columns="mask", values="found", aggfunc="mean")
+    rates = table.pivot_table(index=["detector", "threshold", "width"], columns="mask", values="found",
+                              aggfunc="mean")
     rates = rates[[m for m in MASK_NAMES if m in rates.columns]]
-    rates["false per photo"] = table.groupby(["threshold", "width"])["false"].mean()
+    rates["false per photo"] = table.groupby(["detector", "threshold", "width"])["false"].mean()
     print(f"{len(chosen)} photos x {len(args.widths)} face widths on varied {CANVAS[0]}x{CANVAS[1]} backgrounds, "
-          f"hog detect_all (min face {args.min_face} px); share of faces found per mask state:")
+          f"detect_all (min face {args.min_face} px); share of faces found per mask state:")
     print(rates.to_string(float_format=lambda v: f"{v:.3f}"))
-    overall = table.pivot_table(index="threshold", columns="mask", values="found", aggfunc="mean")
-    overall["false per photo"] = table.groupby("threshold")["false"].mean()
+    overall = table.pivot_table(index=["detector", "threshold"], columns="mask", values="found", aggfunc="mean")
+    overall = overall[[m for m in MASK_NAMES if m in overall.columns]]
+    overall["false per photo"] = table.groupby(["detector", "threshold"])["false"].mean()
     print("\nall widths:")
     print(overall.to_string(float_format=lambda v: f"{v:.3f}"))
+    seconds = table.groupby("detector")["seconds"].mean()  # each scan counted once per threshold: the same mean
+    print("\nseconds per photo (compare the rows of one run): "
+          + ", ".join(f"{name} {value:.3f}" for name, value in seconds.items()))
     return table
 
 

@@ -41,6 +41,21 @@ def cmd_check_data(args: argparse.Namespace) -> int:
     return 1 if report.problems else 0
 
 
+def cmd_train_detector(args: argparse.Namespace) -> None:
+    from facemask.data.faces import train_masked_filter
+    from facemask.data.layout import read_train
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise FacemaskError(f"--out {out} is a folder; name the filter file to write (e.g. masked.svm)")
+    if args.c <= 0:
+        raise FacemaskError(f"--c {args.c} must be positive")
+    counts = train_masked_filter(read_train(args.data), out, c=args.c)
+    print(f"wrote {out}: a masked-face filter trained on {counts['photos']} photos of {counts['people']} people "
+          f"({counts['people_left_out']} left out: their bare photo has not exactly one face dlib finds); use it "
+          f"with facemask predict RUN PHOTOS --masked-faces {out}")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from facemask.config import load_config
     from facemask.training.trainer import fit
@@ -155,7 +170,7 @@ def predict_photo_files(args: argparse.Namespace, runs: list[str], paths: list[s
     model = load(runs, device=args.device, engine=args.engine, tta=args.tta, checkpoint=args.checkpoint,
                  weights=args.weights, mask_weights=args.mask_weights, vote=args.vote, precision=args.precision,
                  min_face=args.min_face, face_threshold=args.face_threshold, no_face=args.no_face,
-                 trust_run_code=args.trust_run_code)
+                 trust_run_code=args.trust_run_code, masked_faces=args.masked_faces)
 
     def progress(done: int, total: int) -> None:
         if not args.quiet:
@@ -284,6 +299,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_check_data)
 
+    p = _parser(sub, "train-detector", "train a masked-face filter for photos mode on a training set's own photos",
+                description="""\
+facemask train-detector TRAIN_FOLDER --out masked.svm
+    dlib's bare-face detector finds each person's bare photo (normal); that box labels the person's masked
+    photos, and a HOG filter is trained on them. Give it to photos mode (predict, serve, load) with
+    --masked-faces: it scans beside the bare-face filter, so masked faces are found as often as bare ones.""")
+    p.add_argument("data", help="a train folder (train.csv + images/)")
+    p.add_argument("--out", required=True, help="the filter file to write (dlib's format)")
+    p.add_argument("--c", type=float, default=5.0, help="the SVM's C: higher fits the training photos closer")
+    p.set_defaults(func=cmd_train_detector)
+
     p = _parser(sub, "train", "train a model: facemask train -c configs/x.yaml optim.lr=3e-4 ...")
     p.add_argument("-c", "--config", help="YAML config (default: built-in defaults)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.root=data/train train.epochs=3")
@@ -335,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     photos.add_argument("--no-face", default="report", choices=["report", "fallback"],
                         help="photos with no face found: a row saying so, or the answer for the crop training "
                              "used when its detector found none")
+    photos.add_argument("--masked-faces", metavar="FILE", help="photos: a masked-face filter (facemask "
+                        "train-detector) scanned beside hog's bare-face one")
     photos.add_argument("--workers", type=int, default=0, help="photos: decoding + detection processes (0: one "
                         "per core)")
 
@@ -411,6 +439,8 @@ Several runs make an ensemble (--vote, --weights, --mask-weights).""")
     p.add_argument("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda or cuda:N")
     p.add_argument("--min-face", type=int, default=40, help="smallest face width (pixels) to look for")
     p.add_argument("--face-threshold", type=float, default=None, help="face detector score threshold")
+    p.add_argument("--masked-faces", metavar="FILE", help="a masked-face filter (facemask train-detector) scanned "
+                   "beside hog's bare-face one")
     p.add_argument("--no-face", default="report", choices=["report", "fallback"],
                    help="photos with no face found: an entry saying so, or the answer for the fallback crop")
     p.add_argument("--trust-run-code", action="store_true",

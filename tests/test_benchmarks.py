@@ -8,6 +8,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import age_ceiling  # noqa: E402
 import bare_face  # noqa: E402
+import detection  # noqa: E402
 import face_embedding  # noqa: E402
 import inference  # noqa: E402
 import time_to_f1  # noqa: E402
@@ -632,3 +633,18 @@ def test_unseen_masks_draws_a_hand_over_the_mouth_of_each_eval_bare_photo_and_sc
     table = unseen_masks.main(["--kit", str(kit), "--configs", "configs/tiny.yaml", "--splits", "surgical->other",
                                "--out", str(tmp_path / "out"), "--hands"])
     assert table["recall_not_wear"].tolist() == [1.0] and table["not_worn_hand"].tolist() == [0.0]
+
+
+def test_detection_benchmark_scores_the_masked_filter_beside_the_bare_one_on_the_same_canvases(demo_root, tmp_path,
+                                                                                              capsys):
+    from facemask.cli import main
+
+    masked = tmp_path / "masked.svm"
+    assert main(["train-detector", str(demo_root / "train"), "--out", str(masked)]) == 0
+    table = detection.main(["--data", str(demo_root / "eval"), "--answers", str(demo_root / "eval_answers.csv"),
+                            "--photos", "12", "--widths", "160", "--thresholds", "-0.8", "--masked", str(masked)])
+    out = capsys.readouterr().out
+    assert "hog + masked.svm" in out
+    bare, both = (table[table["detector"] == name] for name in ("hog", "hog + masked.svm"))
+    assert len(bare) == len(both) == 12  # the same canvases for both rows
+    assert both["found"].sum() > bare["found"].sum()  # drawn masked faces the bare filter misses are found

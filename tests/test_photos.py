@@ -243,3 +243,126 @@ def test_photos_mode_argument_errors_are_one_line(runs, demo_root, tmp_path, cap
         assert main(args + ["-q"]) == 2, args
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, (args, err)
+
+
+# --- the masked-face filter: facemask train-detector, then --masked-faces / load(masked_faces=...) ---
+
+@pytest.fixture(scope="module")
+def masked_filter(demo_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("filter") / "masked.svm"
+    assert main(["train-detector", str(demo_root / "train"), "--out", str(out)]) == 0
+    return out
+
+
+def eval_photos_by_mask(demo_root) -> dict[str, list]:
+    """The eval people's photos (never seen by the filter's training) grouped by mask state."""
+    from facemask.data.labels import MASK_NAMES, attribute_of
+    from facemask.data.layout import read_eval
+
+    _, table = read_eval(demo_root / "eval")
+    truth = pd.read_csv(demo_root / "eval_answers.csv", dtype={"ImageID": str}).set_index("ImageID")["ans"]
+    groups: dict[str, list] = {}
+    for image_id, file in zip(table["image_id"], table["file"]):
+        groups.setdefault(MASK_NAMES[int(attribute_of(int(truth[image_id]), "mask"))], []).append(file)
+    return groups
+
+
+def test_the_masked_filter_finds_masked_faces_of_unseen_people_without_losing_bare_ones(masked_filter, demo_root):
+    from facemask.data.faces import HogDetector, detect_faces
+
+    bare_only, with_filter = HogDetector(), HogDetector(masked=masked_filter)
+    rates, false = {}, {"bare": 0, "masked": 0}
+    for mask, files in eval_photos_by_mask(demo_root).items():
+        for name, detector in (("bare", bare_only), ("masked", with_filter)):
+            found = 0
+            for file in files:
+                img = np.asarray(Image.open(file).convert("RGB"))
+                on_face = []
+                for left, top, right, bottom, _ in detect_faces(img, detector, min_face=100):
+                    cx, cy = (left + right) / 2 / img.shape[1], (top + bottom) / 2 / img.shape[0]
+                    on_face.append(0.3 < cx < 0.7 and 0.2 < cy < 0.7)  # the demo draws the face there
+                assert on_face.count(True) <= 1, (file, name)  # one face, one box: the two filters' boxes merged
+                found += any(on_face)
+                false[name] += on_face.count(False)
+            rates[mask, name] = found / len(files)
+    # measured: worn 0.43 -> 0.73, incorrect 0.50 -> 0.67, bare 0.83 -> 1.00, one false face each (42 photos)
+    assert false["masked"] <= false["bare"] + 2, false  # the filter finds faces, not clutter
+    assert rates["wear", "masked"] >= rates["wear", "bare"] + 0.2, rates
+    assert rates["incorrect", "masked"] >= rates["incorrect", "bare"], rates
+    assert rates["not wear", "masked"] >= rates["not wear", "bare"], rates
+
+
+def test_masked_scores_are_shifted_so_that_one_threshold_serves_both_filters(masked_filter, demo_root):
+    import dlib
+
+    from facemask.data.faces import MASKED_THRESHOLD, HogDetector, detect_faces
+
+    raw = dlib.fhog_object_detector(str(masked_filter))
+    file = eval_photos_by_mask(demo_root)["wear"][0]
+    img = np.asarray(Image.open(file).convert("RGB"))
+    size = (round(img.shape[1] * 0.8), round(img.shape[0] * 0.8))  # detect_all's scale for min_face=100: 80 / 100
+    scaled = np.asarray(Image.fromarray(img).resize(size, Image.BILINEAR))
+    _, own, _ = raw.run(scaled, 0, -2.0)
+    best = max(own)
+    for threshold in (-0.8, -0.5):  # the masked box is kept exactly when its own score clears the shifted bar
+        detector = HogDetector(threshold=threshold, masked=masked_filter)
+        boxes = detect_faces(img, detector, min_face=100)
+        bar = MASKED_THRESHOLD + (threshold + 0.8)
+        assert any(abs(b[4] - (best - MASKED_THRESHOLD + threshold)) < 1e-6 for b in boxes) == (best >= bar), boxes
+    strict = detect_faces(img, HogDetector(masked=masked_filter), min_face=100, threshold=best - MASKED_THRESHOLD - 0.8
+                          + 1e-3)
+    assert not any(abs(b[4] - (best - MASKED_THRESHOLD - 0.8)) < 1e-6 for b in strict)
+
+
+def test_photos_mode_answers_masked_faces_the_bare_filter_misses(runs, masked_filter, demo_root, tmp_path, capsys):
+    from facemask.data.faces import HogDetector, detect_faces
+
+    bare_only = HogDetector()
+    missed = [f for f in eval_photos_by_mask(demo_root)["wear"]
+              if not detect_faces(np.asarray(Image.open(f).convert("RGB")), bare_only, min_face=40)]
+    assert missed, "the bare-face filter finds every masked demo face: the test would prove nothing"
+    plain = facemask.load(runs["faces"])
+    model = facemask.load(runs["faces"], masked_faces=masked_filter)
+    assert model.info["masked_faces"] == str(masked_filter.resolve())
+    before = [face.status for photo in missed for face in plain.predict(Image.open(photo))]
+    after = [face for photo in missed for face in model.predict(Image.open(photo))]
+    assert set(before) == {"no_face"}
+    # measured: 9 of the 16 the bare-face filter misses (drawn faces, a filter trained on 6 people)
+    assert sum(face.status == "face" for face in after) >= 0.4 * len(missed), [f.status for f in after]
+    out = tmp_path / "faces.csv"
+    assert main(["predict", str(runs["faces"]), *map(str, missed), "--masked-faces", str(masked_filter),
+                 "--out", str(out), "-q"]) == 0
+    table = pd.read_csv(out)
+    assert (table["status"] == "face").sum() == sum(face.status == "face" for face in after)
+
+
+def test_masked_filter_errors_are_one_line_before_any_work(runs, masked_filter, demo_root, tmp_path, capsys):
+    garbage = tmp_path / "garbage.svm"
+    garbage.write_bytes(b"not a detector")
+    photo = str(eval_photos_by_mask(demo_root)["wear"][0])
+    unexported = tmp_path / "run"  # a run without model.onnx: serve --export would write one
+    shutil.copytree(runs["faces"], unexported, ignore=shutil.ignore_patterns("model.onnx", "model.json"))
+    cases = [
+        (["predict", str(runs["faces"]), photo, "--masked-faces", str(tmp_path / "none.svm")], "no such file"),
+        (["predict", str(runs["faces"]), photo, "--masked-faces", str(garbage)], "not a dlib HOG detector file"),
+        (["predict", str(runs["whole"]), photo, "--masked-faces", str(masked_filter)], "data.face_crop=hog"),
+        (["serve", str(unexported), "--masked-faces", str(garbage), "--export"], "garbage.svm"),
+        (["train-detector", str(tmp_path), "--out", str(tmp_path / "m.svm")], str(tmp_path)),
+        (["train-detector", str(demo_root / "train"), "--out", str(tmp_path)], "is a folder"),
+    ]
+    run_files = sorted(p.name for p in unexported.iterdir())
+    for args, message in cases:
+        assert main(args + ([] if args[0] == "train-detector" else ["-q"])) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, (args, err)
+    assert sorted(p.name for p in unexported.iterdir()) == run_files  # serve failed before exporting
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.svm", "run"]  # nothing half-written
+
+
+def test_train_detector_needs_a_bare_face_to_label_the_masked_photos(demo_copy, tmp_path, capsys):
+    for file in (demo_copy / "train" / "images").glob("*/normal.*"):
+        Image.new("RGB", (384, 512), (120, 120, 120)).save(file)
+    assert main(["train-detector", str(demo_copy / "train"), "--out", str(tmp_path / "m.svm")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "normal photo has exactly one face" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "m.svm").exists()

@@ -20,9 +20,13 @@ on start-up, install it as an entry point, or name it as ``module:factory``.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
+import os
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -38,6 +42,7 @@ ENTRY_POINTS = "facemask.detectors"  # installed plug-ins: [project.entry-points
 # scanning with one crash the process; serve detects in a thread pool), and a plug-in need not be either.
 _loaded = threading.local()
 _trusted: set[str] = set()  # module:factory names the user gave (their config, their command line)
+MASKED_THRESHOLD = -0.1  # a masked-face filter's own score threshold (docs/results.md "Finding faces")
 
 
 def register_detector(name: str, factory: Callable[[], Detector]) -> None:
@@ -64,7 +69,8 @@ class HogDetector:
     with dlib's 2x upsampling, for faces that are small in the frame.
     """
 
-    def __init__(self, side: int = 240, threshold: float = -0.8):
+    def __init__(self, side: int = 240, threshold: float = -0.8, masked: str | Path | None = None,
+                 masked_threshold: float = MASKED_THRESHOLD):
         try:
             import dlib
         except ImportError as err:
@@ -73,15 +79,30 @@ class HogDetector:
         self.side = side
         self.threshold = threshold  # dlib's adjust_threshold: masked faces score low; -0.8 finds 96% on the stand-in
         self.cache_id = f"hog-dlib{dlib.__version__}-side{side}-threshold{threshold}"
+        # A masked-face filter (train_masked_filter) scans beside dlib's bare-face one. Its scores are shifted by
+        # offset so that one threshold serves both: a masked box is kept when its own score >= masked_threshold
+        # at the default threshold, and --face-threshold moves both together.
+        self.masked, self.offset = None, masked_threshold - threshold
+        if masked is not None:
+            self.masked = load_masked_filter(masked)
+            digest = hashlib.sha1(Path(masked).read_bytes()).hexdigest()[:12]
+            self.cache_id += f"-masked{digest}-{masked_threshold}"
 
     def _run(self, rgb: np.ndarray, scale: float, upsample: int, threshold: float) -> list[Box]:
         height, width = rgb.shape[:2]
         if scale != 1:
             rgb = np.asarray(Image.fromarray(rgb).resize((max(1, round(width * scale)), max(1, round(height * scale))),
                                                          Image.BILINEAR))
-        rects, scores, _ = self.detector.run(np.ascontiguousarray(rgb), upsample, threshold)
-        return [(r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale, float(s))
-                for r, s in zip(rects, scores)]
+        rgb = np.ascontiguousarray(rgb)
+        rects, scores, _ = self.detector.run(rgb, upsample, threshold)
+        boxes = [(r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale, float(s))
+                 for r, s in zip(rects, scores)]
+        if self.masked is None:
+            return boxes
+        rects, scores, _ = self.masked.run(rgb, upsample, threshold + self.offset)
+        boxes += [(r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale, float(s) - self.offset)
+                  for r, s in zip(rects, scores)]
+        return suppress(boxes)
 
     def __call__(self, rgb: np.ndarray) -> list[Box]:
         """The faces of a portrait such as the competition's (one person filling much of the frame)."""
@@ -103,6 +124,86 @@ class HogDetector:
 
 HOG_WINDOW = 80  # px: the face size dlib's HOG detector is trained for
 MAX_PIXELS = 6_000_000  # detect_all scans at most this many pixels (about 2 s of HOG on one core)
+OVERLAP = 0.3  # IoU above which two boxes of the two filters are one face
+
+
+def suppress(boxes: list[Box], overlap: float = OVERLAP) -> list[Box]:
+    """The boxes left when each is dropped that overlaps a better-scoring one by more than ``overlap`` IoU."""
+    if len(boxes) < 2:
+        return boxes
+    import torch
+    from torchvision.ops import nms
+
+    kept = nms(torch.tensor([b[:4] for b in boxes], dtype=torch.float64),
+               torch.tensor([b[4] for b in boxes], dtype=torch.float64), overlap)
+    return [boxes[i] for i in kept.tolist()]
+
+
+def load_masked_filter(path: str | Path):
+    """A masked-face HOG filter written by :func:`train_masked_filter` (dlib's own file format: data, no code)."""
+    import dlib
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"masked-face filter {path}: no such file")
+    try:
+        return dlib.fhog_object_detector(str(path))
+    except RuntimeError as err:
+        raise ConfigError(f"masked-face filter {path}: not a dlib HOG detector file ({str(err).splitlines()[0]})"
+                          ) from err
+
+
+FILTER_FACE = 100  # px: training photos are scaled so that the face is this wide (dlib's window is 80 px)
+
+
+def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", c: float = 5.0,
+                        threads: int = 2) -> dict:
+    """Train a HOG filter for masked faces on a training set's own photos and write it to ``out`` (atomically).
+
+    dlib's bare-face detector finds each person's bare photo (``bare_stem``); that box labels the person's other
+    photos, which the competition layout takes in the same pose. People whose bare face is not found exactly once
+    are left out. ``samples`` is :func:`facemask.data.layout.read_train`'s table. Returns counts for the report.
+    """
+    import dlib
+
+    front = dlib.get_frontal_face_detector()
+    images, boxes, people = [], [], 0
+    for _, rows in samples.groupby("person", sort=True):
+        bare = rows[rows["stem"] == bare_stem]
+        if len(bare) != 1:
+            continue
+        photo = Image.open(bare["file"].iloc[0]).convert("RGB")
+        found = front(np.asarray(photo), 0)
+        if len(found) != 1:
+            continue
+        face = found[0]
+        scale = FILTER_FACE / max(1, face.width())
+        people += 1
+        for file in rows.loc[rows["stem"] != bare_stem, "file"]:
+            img = Image.open(file).convert("RGB")
+            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
+            images.append(np.asarray(img))
+            boxes.append([dlib.rectangle(round(face.left() * scale), round(face.top() * scale),
+                                         round(face.right() * scale), round(face.bottom() * scale))])
+    if not images:
+        raise ConfigError(f"no person's {bare_stem} photo has exactly one face that dlib's detector finds: "
+                          "nothing to label the masked photos with")
+    options = dlib.simple_object_detector_training_options()
+    options.add_left_right_image_flips = True
+    options.C = c
+    options.num_threads = threads
+    detector = dlib.train_simple_object_detector(images, boxes, options)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        detector.save(tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return {"people": people, "people_left_out": samples["person"].nunique() - people, "photos": len(images)}
 
 register_detector("hog", HogDetector)
 
@@ -114,10 +215,18 @@ def _entry_point(name: str):
     return next(iter(found), None)
 
 
-def get_detector(name: str) -> Detector:
+def get_detector(name: str, masked: str | Path | None = None) -> Detector:
     """The detector registered as ``name`` (or installed as a ``facemask.detectors`` entry point), or a trusted
-    ``module:factory`` imported; built once per thread (and process)."""
+    ``module:factory`` imported; built once per thread (and process). ``masked``: a masked-face filter file
+    (:func:`train_masked_filter`) to scan beside ``hog``'s bare-face one."""
     built = _loaded.__dict__.setdefault("detectors", {})
+    if masked is not None:
+        if name != "hog":
+            raise ConfigError(f"a masked-face filter works with data.face_crop=hog, not {name!r}")
+        key = ("hog", str(masked))
+        if key not in built:
+            built[key] = HogDetector(masked=masked)
+        return built[key]
     if name not in built:
         if name in DETECTORS:
             factory = DETECTORS[name]

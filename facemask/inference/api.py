@@ -84,6 +84,7 @@ class Framing:
     no_face: str
     trusted: tuple[str, ...] = ()
     max_pixels: int = MAX_IMAGE_PIXELS  # larger photos are refused before they are decoded
+    masked_faces: str | None = None  # a masked-face filter scanned beside hog's (faces.train_masked_filter)
 
 
 def prepare(source: ImageSource, framing: Framing) -> Photo:
@@ -97,7 +98,8 @@ def prepare(source: ImageSource, framing: Framing) -> Photo:
                                                "answered as one face")], crops)
     for name in framing.trusted:
         trust_detector(name)
-    boxes = detect_faces(np.asarray(img), get_detector(framing.detector), framing.min_face, framing.threshold)
+    boxes = detect_faces(np.asarray(img), get_detector(framing.detector, framing.masked_faces), framing.min_face,
+                         framing.threshold)
     if boxes:
         faces = [Face("face", box=_int_box(b, width, height), score=round(float(b[4]), 4)) for b in boxes]
         crops = [[fit(crop_padded(img, crop_box(b, size[0] / size[1], d.face_margin)), size, d) for b in boxes]
@@ -155,7 +157,8 @@ class Model:
                 "mask_weights": None if self.mask_weights is None else self.mask_weights.tolist(),
                 "face_detector": self.framing.detector, "min_face": self.framing.min_face,
                 "face_threshold": self.framing.threshold, "no_face": self.framing.no_face,
-                "classes": list(CLASS_NAMES), "attributes": {k: list(v) for k, v in ATTRIBUTES.items()}}
+                "masked_faces": self.framing.masked_faces, "classes": list(CLASS_NAMES),
+                "attributes": {k: list(v) for k, v in ATTRIBUTES.items()}}
 
     def predict(self, images: ImageSource | Sequence[ImageSource], *, workers: int = 1,
                 errors: str = "raise") -> list[Face] | list[list[Face]]:
@@ -236,7 +239,7 @@ def load(runs: str | Path | Sequence[str | Path], *, device: str = "auto", engin
          tta: str | None = None, checkpoint: str = BEST, weights: Sequence[float] | None = None,
          mask_weights: Sequence[float] | None = None, vote: str = "soft", precision: str = "fp32",
          min_face: int = 40, face_threshold: float | None = None, no_face: str = "report", batch_size: int = 64,
-         trust_run_code: bool = False) -> Model:
+         trust_run_code: bool = False, masked_faces: str | Path | None = None) -> Model:
     """A run folder (or a list of them: an ensemble) ready to answer photos.
 
     ``engine``: auto (ONNX Runtime when the run has an up-to-date ``facemask export``, else PyTorch), torch or
@@ -244,6 +247,7 @@ def load(runs: str | Path | Sequence[str | Path], *, device: str = "auto", engin
     width in pixels to look for; ``face_threshold``: the detector's score threshold (default: the detector's
     own). ``no_face``: report (an entry saying so) or fallback (answer the crop training used when no face was
     found). A run's saved config may name a face detector to import only with ``trust_run_code``.
+    ``masked_faces``: a masked-face filter file (``facemask train-detector``) scanned beside ``hog``'s bare-face one.
     ``weights``: one per run (default equal); ``mask_weights`` (soft vote only): the mask answer's own weighting of
     the runs, gender and age keeping ``weights`` (see :func:`facemask.inference.predict.combine`).
     """
@@ -267,11 +271,17 @@ def load(runs: str | Path | Sequence[str | Path], *, device: str = "auto", engin
                           f"{', '.join(sorted(detectors))}): each face is found once and framed for every run")
     detector = detectors.pop()
     trusted: tuple[str, ...] = ()
+    if masked_faces is not None:
+        masked_faces = str(Path(masked_faces).resolve())
+        if detector != "hog":
+            raise ConfigError(f"masked_faces: a masked-face filter works with runs trained with data.face_crop=hog, "
+                              f"not {detector!r}")
     if detector != "none":
         if trust_run_code:
             trust_detector(detector)
             trusted = (detector,)
-        get_detector(detector)  # a detector that cannot load (or is not trusted) fails here, before any photo
+        get_detector(detector, masked_faces)  # a detector that cannot load (or is not trusted) fails here
     decodings = tuple(decoding_of(e.cfg, load_detector=False) for e in engines)
-    framing = Framing(tuple(e.size for e in engines), decodings, detector, min_face, face_threshold, no_face, trusted)
+    framing = Framing(tuple(e.size for e in engines), decodings, detector, min_face, face_threshold, no_face, trusted,
+                      masked_faces=masked_faces)
     return Model(engines, normalised, vote, tta, framing, batch_size, mask_weights)

@@ -321,6 +321,10 @@ def serve(args: argparse.Namespace) -> None:
         raise ConfigError(f"--max-wait-ms {args.max_wait_ms} must be between 0 and 10000")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} must be between 0 and 65535")
+    if args.masked_faces is not None:
+        from facemask.data.faces import load_masked_filter
+
+        load_masked_filter(args.masked_faces)  # a bad file fails here, before the export
     runs = check_runs(args.runs, args.checkpoint)
     if args.export:
         from facemask.inference.engines import onnx_is_current
@@ -333,7 +337,7 @@ def serve(args: argparse.Namespace) -> None:
                  checkpoint=args.checkpoint, weights=args.weights, mask_weights=args.mask_weights, vote=args.vote,
                  precision=args.precision,
                  min_face=args.min_face, face_threshold=args.face_threshold, no_face=args.no_face,
-                 batch_size=64, trust_run_code=args.trust_run_code)
+                 batch_size=64, trust_run_code=args.trust_run_code, masked_faces=args.masked_faces)
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
