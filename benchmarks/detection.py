@@ -86,7 +86,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = parser.parse_args(argv)
     detectors = {"hog": HogDetector()}
     for file in args.masked:
-        detectors[f"hog + {Path(file).name}"] = HogDetector(masked=file)
+        name = f"hog + {file}"
+        if name in detectors:
+            parser.error(f"--masked {file} is given twice")
+        detectors[name] = HogDetector(masked=file)
     if args.answers:
         _, table = read_eval(args.data)
         truth = read_csv_file(args.answers, "answers file").set_index("ImageID")["ans"].astype(int)
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print("\nall widths:")
     print(overall.to_string(float_format=lambda v: f"{v:.3f}"))
     seconds = table.groupby("detector")["seconds"].mean()  # each scan counted once per threshold: the same mean
-    print("\nseconds per photo (compare the rows of one run): "
+    print("\nseconds per canvas (compare the rows of one run): "
           + ", ".join(f"{name} {value:.3f}" for name, value in seconds.items()))
     return table
 

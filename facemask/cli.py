@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import warnings
@@ -48,12 +49,13 @@ def cmd_train_detector(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.is_dir():
         raise FacemaskError(f"--out {out} is a folder; name the filter file to write (e.g. masked.svm)")
-    if args.c <= 0:
-        raise FacemaskError(f"--c {args.c} must be positive")
+    if not (math.isfinite(args.c) and args.c > 0):
+        raise FacemaskError(f"--c {args.c} must be a positive number")
     counts = train_masked_filter(read_train(args.data), out, c=args.c)
     print(f"wrote {out}: a masked-face filter trained on {counts['photos']} photos of {counts['people']} people "
-          f"({counts['people_left_out']} left out: their bare photo has not exactly one face dlib finds); use it "
-          f"with facemask predict RUN PHOTOS --masked-faces {out}")
+          f"({counts['people_left_out']} people left out: no bare photo with exactly one face dlib finds; "
+          f"{counts['photos_left_out']} photos left out: not the size of their bare photo); use it with "
+          f"facemask predict RUN PHOTOS --masked-faces {out}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -131,6 +133,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
     runs, paths = split_runs(args.items, args.checkpoint)
     if args.data and paths:
         raise FacemaskError(f"give --data (a competition eval folder) or photos ({paths[0]} ...), not both")
+    if args.data and args.masked_faces:
+        raise FacemaskError("--masked-faces is for photos mode; --data frames each photo with the run's own detector, "
+                            "as training did")
     if not args.data and not paths:
         raise FacemaskError("nothing to predict: give image files or folders after the run(s), or --data EVAL_FOLDER")
     if args.data:
@@ -304,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 facemask train-detector TRAIN_FOLDER --out masked.svm
     dlib's bare-face detector finds each person's bare photo (normal); that box labels the person's masked
     photos, and a HOG filter is trained on them. Give it to photos mode (predict, serve, load) with
-    --masked-faces: it scans beside the bare-face filter, so masked faces are found as often as bare ones.""")
+    --masked-faces: it scans beside the bare-face filter, and finds the masked faces that one misses.""")
     p.add_argument("data", help="a train folder (train.csv + images/)")
     p.add_argument("--out", required=True, help="the filter file to write (dlib's format)")
     p.add_argument("--c", type=float, default=5.0, help="the SVM's C: higher fits the training photos closer")

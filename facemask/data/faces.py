@@ -42,7 +42,8 @@ ENTRY_POINTS = "facemask.detectors"  # installed plug-ins: [project.entry-points
 # scanning with one crash the process; serve detects in a thread pool), and a plug-in need not be either.
 _loaded = threading.local()
 _trusted: set[str] = set()  # module:factory names the user gave (their config, their command line)
-MASKED_THRESHOLD = -0.1  # a masked-face filter's own score threshold (docs/results.md "Finding faces")
+HOG_THRESHOLD = -0.8  # dlib's adjust_threshold for the bare-face filter (docs/results.md "Finding faces")
+MASKED_THRESHOLD = -0.1  # a masked-face filter's own score threshold at HOG_THRESHOLD (chosen on --seed 1)
 
 
 def register_detector(name: str, factory: Callable[[], Detector]) -> None:
@@ -69,8 +70,8 @@ class HogDetector:
     with dlib's 2x upsampling, for faces that are small in the frame.
     """
 
-    def __init__(self, side: int = 240, threshold: float = -0.8, masked: str | Path | None = None,
-                 masked_threshold: float = MASKED_THRESHOLD):
+    def __init__(self, side: int = 240, threshold: float = HOG_THRESHOLD, masked: str | Path | None = None,
+                 masked_sha1: str | None = None, masked_threshold: float = MASKED_THRESHOLD):
         try:
             import dlib
         except ImportError as err:
@@ -79,14 +80,13 @@ class HogDetector:
         self.side = side
         self.threshold = threshold  # dlib's adjust_threshold: masked faces score low; -0.8 finds 96% on the stand-in
         self.cache_id = f"hog-dlib{dlib.__version__}-side{side}-threshold{threshold}"
-        # A masked-face filter (train_masked_filter) scans beside dlib's bare-face one. Its scores are shifted by
-        # offset so that one threshold serves both: a masked box is kept when its own score >= masked_threshold
-        # at the default threshold, and --face-threshold moves both together.
-        self.masked, self.offset = None, masked_threshold - threshold
+        # A masked-face filter (train_masked_filter) scans beside dlib's bare-face one. Its scores are shifted by a
+        # fixed offset so that one threshold serves both, however it is given: at the default -0.8 a masked box
+        # needs its own score masked_threshold, and every other threshold moves both bars together.
+        self.masked, self.offset = None, masked_threshold - HOG_THRESHOLD
         if masked is not None:
-            self.masked = load_masked_filter(masked)
-            digest = hashlib.sha1(Path(masked).read_bytes()).hexdigest()[:12]
-            self.cache_id += f"-masked{digest}-{masked_threshold}"
+            self.masked, digest = load_masked_filter(masked, masked_sha1)
+            self.cache_id += f"-masked{digest[:12]}-{masked_threshold}"
 
     def _run(self, rgb: np.ndarray, scale: float, upsample: int, threshold: float) -> list[Box]:
         height, width = rgb.shape[:2]
@@ -100,9 +100,9 @@ class HogDetector:
         if self.masked is None:
             return boxes
         rects, scores, _ = self.masked.run(rgb, upsample, threshold + self.offset)
-        boxes += [(r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale, float(s) - self.offset)
+        masked = [(r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale, float(s) - self.offset)
                   for r, s in zip(rects, scores)]
-        return suppress(boxes)
+        return merge(boxes, masked)
 
     def __call__(self, rgb: np.ndarray) -> list[Box]:
         """The faces of a portrait such as the competition's (one person filling much of the frame)."""
@@ -127,27 +127,40 @@ MAX_PIXELS = 6_000_000  # detect_all scans at most this many pixels (about 2 s o
 OVERLAP = 0.3  # IoU above which two boxes of the two filters are one face
 
 
-def suppress(boxes: list[Box], overlap: float = OVERLAP) -> list[Box]:
-    """The boxes left when each is dropped that overlaps a better-scoring one by more than ``overlap`` IoU."""
-    if len(boxes) < 2:
-        return boxes
+def merge(bare: list[Box], masked: list[Box], overlap: float = OVERLAP) -> list[Box]:
+    """The boxes of both filters with each face once: going down the scores, a box is dropped when it overlaps a
+    kept box of the other filter by more than ``overlap`` IoU. (dlib has already merged each filter's own boxes;
+    torchvision's nms would also merge boxes of one filter, changing what the bare filter alone returns.)"""
+    if not bare or not masked:
+        return bare + masked
     import torch
-    from torchvision.ops import nms
+    from torchvision.ops import box_iou
 
-    kept = nms(torch.tensor([b[:4] for b in boxes], dtype=torch.float64),
-               torch.tensor([b[4] for b in boxes], dtype=torch.float64), overlap)
-    return [boxes[i] for i in kept.tolist()]
+    boxes = bare + masked
+    iou = box_iou(*(torch.tensor([b[:4] for b in boxes], dtype=torch.float64),) * 2)
+    source = [0] * len(bare) + [1] * len(masked)
+    kept: list[int] = []
+    for i in sorted(range(len(boxes)), key=lambda i: -boxes[i][4]):
+        if not any(source[k] != source[i] and iou[i, k] > overlap for k in kept):
+            kept.append(i)
+    return [boxes[i] for i in sorted(kept)]
 
 
-def load_masked_filter(path: str | Path):
-    """A masked-face HOG filter written by :func:`train_masked_filter` (dlib's own file format: data, no code)."""
+def load_masked_filter(path: str | Path, sha1: str | None = None):
+    """(filter, its sha1): a masked-face HOG filter written by :func:`train_masked_filter` (dlib's own file format:
+    data, no code). ``sha1``: the file must still be the one first loaded (serve loads it once per thread)."""
     import dlib
 
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"masked-face filter {path} is a folder; name the filter file (facemask train-detector)")
     if not path.is_file():
         raise ConfigError(f"masked-face filter {path}: no such file")
+    digest = hashlib.sha1(path.read_bytes()).hexdigest()
+    if sha1 is not None and digest != sha1:
+        raise ConfigError(f"masked-face filter {path} changed after it was loaded; load the model again")
     try:
-        return dlib.fhog_object_detector(str(path))
+        return dlib.fhog_object_detector(str(path)), digest
     except RuntimeError as err:
         raise ConfigError(f"masked-face filter {path}: not a dlib HOG detector file ({str(err).splitlines()[0]})"
                           ) from err
@@ -157,53 +170,69 @@ FILTER_FACE = 100  # px: training photos are scaled so that the face is this wid
 
 
 def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", c: float = 5.0,
-                        threads: int = 2) -> dict:
+                        threads: int | None = None) -> dict:
     """Train a HOG filter for masked faces on a training set's own photos and write it to ``out`` (atomically).
 
     dlib's bare-face detector finds each person's bare photo (``bare_stem``); that box labels the person's other
-    photos, which the competition layout takes in the same pose. People whose bare face is not found exactly once
-    are left out. ``samples`` is :func:`facemask.data.layout.read_train`'s table. Returns counts for the report.
+    photos, which the competition layout takes in the same pose and size. People without one bare photo in which
+    dlib finds exactly one face are left out, and so are photos of another size than their bare one. ``samples`` is
+    :func:`facemask.data.layout.read_train`'s table. Returns counts for the report.
     """
     import dlib
 
-    front = dlib.get_frontal_face_detector()
-    images, boxes, people = [], [], 0
-    for _, rows in samples.groupby("person", sort=True):
-        bare = rows[rows["stem"] == bare_stem]
-        if len(bare) != 1:
-            continue
-        photo = Image.open(bare["file"].iloc[0]).convert("RGB")
-        found = front(np.asarray(photo), 0)
-        if len(found) != 1:
-            continue
-        face = found[0]
-        scale = FILTER_FACE / max(1, face.width())
-        people += 1
-        for file in rows.loc[rows["stem"] != bare_stem, "file"]:
-            img = Image.open(file).convert("RGB")
-            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
-            images.append(np.asarray(img))
-            boxes.append([dlib.rectangle(round(face.left() * scale), round(face.top() * scale),
-                                         round(face.right() * scale), round(face.bottom() * scale))])
-    if not images:
-        raise ConfigError(f"no person's {bare_stem} photo has exactly one face that dlib's detector finds: "
-                          "nothing to label the masked photos with")
-    options = dlib.simple_object_detector_training_options()
-    options.add_left_right_image_flips = True
-    options.C = c
-    options.num_threads = threads
-    detector = dlib.train_simple_object_detector(images, boxes, options)
+    from facemask.data.images import read_rgb
+    from facemask.io import cpu_count
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:  # an unwritable --out fails now, not after training
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as err:
+        raise ConfigError(f"cannot write the filter {out}: {err.strerror or err}") from err
     os.close(fd)
     try:
+        front = dlib.get_frontal_face_detector()
+        images, boxes, people, other_size = [], [], 0, 0
+        for _, rows in samples.groupby("person", sort=True):
+            bare = rows[rows["stem"] == bare_stem]
+            if len(bare) != 1:
+                continue
+            photo = read_rgb(bare["file"].iloc[0])
+            found = front(np.asarray(photo), 0)
+            if len(found) != 1:
+                continue
+            face = found[0]
+            scale = FILTER_FACE / max(1, face.width())
+            people += 1
+            for file in rows.loc[rows["stem"] != bare_stem, "file"]:
+                img = read_rgb(file)
+                if img.size != photo.size:
+                    other_size += 1
+                    continue
+                img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                                 Image.BILINEAR)
+                images.append(np.asarray(img))
+                boxes.append([dlib.rectangle(round(face.left() * scale), round(face.top() * scale),
+                                             round(face.right() * scale), round(face.bottom() * scale))])
+        if not images:
+            raise ConfigError(f"no person's {bare_stem} photo has exactly one face that dlib's detector finds: "
+                              "nothing to label the masked photos with")
+        options = dlib.simple_object_detector_training_options()
+        options.add_left_right_image_flips = True
+        options.C = c
+        options.num_threads = threads or cpu_count()
+        try:
+            detector = dlib.train_simple_object_detector(images, boxes, options)
+        except RuntimeError as err:
+            raise ConfigError(f"dlib could not train a masked-face filter: {str(err).splitlines()[0]}") from err
         detector.save(tmp)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return {"people": people, "people_left_out": samples["person"].nunique() - people, "photos": len(images)}
+    return {"people": people, "people_left_out": samples["person"].nunique() - people, "photos": len(images),
+            "photos_left_out": other_size}
+
 
 register_detector("hog", HogDetector)
 
@@ -215,17 +244,18 @@ def _entry_point(name: str):
     return next(iter(found), None)
 
 
-def get_detector(name: str, masked: str | Path | None = None) -> Detector:
+def get_detector(name: str, masked: str | Path | None = None, masked_sha1: str | None = None) -> Detector:
     """The detector registered as ``name`` (or installed as a ``facemask.detectors`` entry point), or a trusted
     ``module:factory`` imported; built once per thread (and process). ``masked``: a masked-face filter file
-    (:func:`train_masked_filter`) to scan beside ``hog``'s bare-face one."""
+    (:func:`train_masked_filter`) to scan beside ``hog``'s bare-face one; ``masked_sha1``: its content, checked
+    when a thread or process loads it."""
     built = _loaded.__dict__.setdefault("detectors", {})
     if masked is not None:
         if name != "hog":
             raise ConfigError(f"a masked-face filter works with data.face_crop=hog, not {name!r}")
-        key = ("hog", str(masked))
+        key = ("hog", str(masked), masked_sha1)
         if key not in built:
-            built[key] = HogDetector(masked=masked)
+            built[key] = HogDetector(masked=masked, masked_sha1=masked_sha1)
         return built[key]
     if name not in built:
         if name in DETECTORS:

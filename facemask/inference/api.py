@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from facemask.data.faces import crop_box, detect_faces, fallback_crop, get_detector, trust_detector
+from facemask.data.faces import crop_box, detect_faces, fallback_crop, get_detector, load_masked_filter, trust_detector
 from facemask.data.images import MAX_IMAGE_PIXELS, Decoding, ImageSource, crop_padded, fit, read_rgb
 from facemask.data.labels import ATTRIBUTES, CLASS_NAMES, NUM_CLASSES, encode, marginals
 from facemask.data.loaders import decoding_of
@@ -85,6 +85,7 @@ class Framing:
     trusted: tuple[str, ...] = ()
     max_pixels: int = MAX_IMAGE_PIXELS  # larger photos are refused before they are decoded
     masked_faces: str | None = None  # a masked-face filter scanned beside hog's (faces.train_masked_filter)
+    masked_sha1: str | None = None  # its content when load() read it: every thread and worker scans with that one
 
 
 def prepare(source: ImageSource, framing: Framing) -> Photo:
@@ -98,8 +99,8 @@ def prepare(source: ImageSource, framing: Framing) -> Photo:
                                                "answered as one face")], crops)
     for name in framing.trusted:
         trust_detector(name)
-    boxes = detect_faces(np.asarray(img), get_detector(framing.detector, framing.masked_faces), framing.min_face,
-                         framing.threshold)
+    boxes = detect_faces(np.asarray(img), get_detector(framing.detector, framing.masked_faces, framing.masked_sha1),
+                         framing.min_face, framing.threshold)
     if boxes:
         faces = [Face("face", box=_int_box(b, width, height), score=round(float(b[4]), 4)) for b in boxes]
         crops = [[fit(crop_padded(img, crop_box(b, size[0] / size[1], d.face_margin)), size, d) for b in boxes]
@@ -271,17 +272,19 @@ def load(runs: str | Path | Sequence[str | Path], *, device: str = "auto", engin
                           f"{', '.join(sorted(detectors))}): each face is found once and framed for every run")
     detector = detectors.pop()
     trusted: tuple[str, ...] = ()
+    masked_sha1 = None
     if masked_faces is not None:
         masked_faces = str(Path(masked_faces).resolve())
         if detector != "hog":
             raise ConfigError(f"masked_faces: a masked-face filter works with runs trained with data.face_crop=hog, "
                               f"not {detector!r}")
+        _, masked_sha1 = load_masked_filter(masked_faces)
     if detector != "none":
         if trust_run_code:
             trust_detector(detector)
             trusted = (detector,)
-        get_detector(detector, masked_faces)  # a detector that cannot load (or is not trusted) fails here
+        get_detector(detector, masked_faces, masked_sha1)  # a detector that cannot load (or is not trusted) fails here
     decodings = tuple(decoding_of(e.cfg, load_detector=False) for e in engines)
     framing = Framing(tuple(e.size for e in engines), decodings, detector, min_face, face_threshold, no_face, trusted,
-                      masked_faces=masked_faces)
+                      masked_faces=masked_faces, masked_sha1=masked_sha1)
     return Model(engines, normalised, vote, tta, framing, batch_size, mask_weights)

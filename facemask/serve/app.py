@@ -321,11 +321,15 @@ def serve(args: argparse.Namespace) -> None:
         raise ConfigError(f"--max-wait-ms {args.max_wait_ms} must be between 0 and 10000")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} must be between 0 and 65535")
-    if args.masked_faces is not None:
+    runs = check_runs(args.runs, args.checkpoint)
+    if args.masked_faces is not None:  # a bad filter or a run it cannot serve fails here, before the export
         from facemask.data.faces import load_masked_filter
 
-        load_masked_filter(args.masked_faces)  # a bad file fails here, before the export
-    runs = check_runs(args.runs, args.checkpoint)
+        load_masked_filter(args.masked_faces)
+        for run in runs:
+            if run.config().data.face_crop != "hog":
+                raise ConfigError(f"--masked-faces works with runs trained with data.face_crop=hog; {run.path} "
+                                  f"has {run.config().data.face_crop!r}")
     if args.export:
         from facemask.inference.engines import onnx_is_current
 
