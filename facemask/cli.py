@@ -53,8 +53,9 @@ def cmd_train_detector(args: argparse.Namespace) -> None:
         raise FacemaskError(f"--c {args.c} must be a positive number")
     counts = train_masked_filter(read_train(args.data), out, c=args.c)
     print(f"wrote {out}: a masked-face filter trained on {counts['photos']} photos of {counts['people']} people "
-          f"(left out: {counts['people_left_out']} with no bare photo in which dlib finds exactly one face, and "
-          f"{counts['photos_left_out']} photos not the size of their bare photo); use it with "
+          f"(left out: {counts['people_left_out']} people with no bare photo in which dlib finds exactly one face "
+          f"or no photo of its size, and {counts['photos_left_out']} photos not the size of their bare photo); use "
+          f"it with "
           f"facemask predict RUN PHOTOS --masked-faces {out}")
 
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import os
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -181,55 +179,46 @@ def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", 
     import dlib
 
     from facemask.data.images import read_rgb
-    from facemask.io import cpu_count
+    from facemask.io import atomic_write, atomic_write_bytes, cpu_count
 
     out = Path(out)
-    try:  # an unwritable --out fails now, not after training
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    except OSError as err:
-        raise ConfigError(f"cannot write the filter {out}: {err.strerror or err}") from err
-    os.close(fd)
+    atomic_write_bytes(out.parent / f".{out.name}.probe", b"")  # an unwritable --out fails now, not after training
+    (out.parent / f".{out.name}.probe").unlink()
+    front = dlib.get_frontal_face_detector()
+    images, boxes, people, other_size = [], [], 0, 0
+    for _, rows in samples.groupby("person", sort=True):
+        bare = rows[rows["stem"] == bare_stem]
+        if len(bare) != 1:
+            continue
+        photo = read_rgb(bare["file"].iloc[0])
+        found = front(np.asarray(photo), 0)
+        if len(found) != 1:
+            continue
+        face = found[0]
+        scale = FILTER_FACE / max(1, face.width())
+        before = len(images)
+        for file in rows.loc[rows["stem"] != bare_stem, "file"]:
+            img = read_rgb(file)
+            if img.size != photo.size:
+                other_size += 1
+                continue
+            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
+            images.append(np.asarray(img))
+            boxes.append([dlib.rectangle(round(face.left() * scale), round(face.top() * scale),
+                                         round(face.right() * scale), round(face.bottom() * scale))])
+        people += len(images) > before
+    if not images:
+        raise ConfigError(f"no person's {bare_stem} photo has exactly one face that dlib's detector finds: "
+                          "nothing to label the masked photos with")
+    options = dlib.simple_object_detector_training_options()
+    options.add_left_right_image_flips = True
+    options.C = c
+    options.num_threads = threads or cpu_count()
     try:
-        front = dlib.get_frontal_face_detector()
-        images, boxes, people, other_size = [], [], 0, 0
-        for _, rows in samples.groupby("person", sort=True):
-            bare = rows[rows["stem"] == bare_stem]
-            if len(bare) != 1:
-                continue
-            photo = read_rgb(bare["file"].iloc[0])
-            found = front(np.asarray(photo), 0)
-            if len(found) != 1:
-                continue
-            face = found[0]
-            scale = FILTER_FACE / max(1, face.width())
-            people += 1
-            for file in rows.loc[rows["stem"] != bare_stem, "file"]:
-                img = read_rgb(file)
-                if img.size != photo.size:
-                    other_size += 1
-                    continue
-                img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                                 Image.BILINEAR)
-                images.append(np.asarray(img))
-                boxes.append([dlib.rectangle(round(face.left() * scale), round(face.top() * scale),
-                                             round(face.right() * scale), round(face.bottom() * scale))])
-        if not images:
-            raise ConfigError(f"no person's {bare_stem} photo has exactly one face that dlib's detector finds: "
-                              "nothing to label the masked photos with")
-        options = dlib.simple_object_detector_training_options()
-        options.add_left_right_image_flips = True
-        options.C = c
-        options.num_threads = threads or cpu_count()
-        try:
-            detector = dlib.train_simple_object_detector(images, boxes, options)
-        except RuntimeError as err:
-            raise ConfigError(f"dlib could not train a masked-face filter: {str(err).splitlines()[0]}") from err
-        detector.save(tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        detector = dlib.train_simple_object_detector(images, boxes, options)
+    except RuntimeError as err:
+        raise ConfigError(f"dlib could not train a masked-face filter: {str(err).splitlines()[0]}") from err
+    atomic_write(out, lambda tmp: detector.save(str(tmp)))
     return {"people": people, "people_left_out": samples["person"].nunique() - people, "photos": len(images),
             "photos_left_out": other_size}
 

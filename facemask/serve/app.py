@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -263,6 +264,8 @@ def create_app(model: Model, settings: Settings) -> FastAPI:
     async def info():
         details = dict(model.info)
         details["runs"] = [e.run.name for e in model.engines]  # names, not the server's paths
+        if details.get("masked_faces"):
+            details["masked_faces"] = Path(details["masked_faces"]).name
         details["max_bytes"], details["max_batch"] = settings.max_bytes, settings.max_batch
         details["max_pixels"] = framing.max_pixels
         return details
