@@ -55,8 +55,7 @@ def cmd_train_detector(args: argparse.Namespace) -> None:
     print(f"wrote {out}: a masked-face filter trained on {counts['photos']} photos of {counts['people']} people "
           f"(left out: {counts['people_left_out']} people with no bare photo in which dlib finds exactly one face "
           f"or no photo of its size, and {counts['photos_left_out']} photos not the size of their bare photo); use "
-          f"it with "
-          f"facemask predict RUN PHOTOS --masked-faces {out}")
+          f"it with facemask predict RUN PHOTOS --masked-faces {out}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:

@@ -50,3 +50,13 @@ def chromium() -> str:
     if os.environ.get("CI"):
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def masked_filter(demo_root, tmp_path_factory) -> Path:
+    """A masked-face filter trained with `facemask train-detector` on the demo's train people (about 4 s)."""
+    from facemask.cli import main
+
+    out = tmp_path_factory.mktemp("filter") / "masked.svm"
+    assert main(["train-detector", str(demo_root / "train"), "--out", str(out)]) == 0
+    return out

@@ -635,12 +635,9 @@ def test_unseen_masks_draws_a_hand_over_the_mouth_of_each_eval_bare_photo_and_sc
     assert table["recall_not_wear"].tolist() == [1.0] and table["not_worn_hand"].tolist() == [0.0]
 
 
-def test_detection_benchmark_scores_the_masked_filter_beside_the_bare_one_on_the_same_canvases(demo_root, tmp_path,
-                                                                                              capsys):
-    from facemask.cli import main
-
-    masked = tmp_path / "masked.svm"
-    assert main(["train-detector", str(demo_root / "train"), "--out", str(masked)]) == 0
+def test_detection_benchmark_scores_the_masked_filter_beside_the_bare_one_on_the_same_canvases(
+        demo_root, masked_filter, capsys):
+    masked = masked_filter
     table = detection.main(["--data", str(demo_root / "eval"), "--answers", str(demo_root / "eval_answers.csv"),
                             "--photos", "12", "--widths", "160", "--thresholds", "-0.8", "--masked", str(masked)])
     out = capsys.readouterr().out

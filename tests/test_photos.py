@@ -15,7 +15,7 @@ from facemask.cli import main
 from facemask.data.images import load_image
 from facemask.data.labels import CLASS_NAMES
 from facemask.data.loaders import decoding_of
-from facemask.errors import ConfigError
+from facemask.errors import ConfigError, FacemaskError
 from facemask.models.factory import create_model
 from facemask.training.trainer import fit
 
@@ -247,13 +247,6 @@ def test_photos_mode_argument_errors_are_one_line(runs, demo_root, tmp_path, cap
 
 # --- the masked-face filter: facemask train-detector, then --masked-faces / load(masked_faces=...) ---
 
-@pytest.fixture(scope="module")
-def masked_filter(demo_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("filter") / "masked.svm"
-    assert main(["train-detector", str(demo_root / "train"), "--out", str(out)]) == 0
-    return out
-
-
 def eval_photos_by_mask(demo_root) -> dict[str, list]:
     """The eval people's photos (never seen by the filter's training) grouped by mask state."""
     from facemask.data.labels import MASK_NAMES, attribute_of
@@ -265,6 +258,17 @@ def eval_photos_by_mask(demo_root) -> dict[str, list]:
     for image_id, file in zip(table["image_id"], table["file"]):
         groups.setdefault(MASK_NAMES[int(attribute_of(int(truth[image_id]), "mask"))], []).append(file)
     return groups
+
+
+def masked_faces_bare_filter_misses(demo_root) -> list:
+    """The eval people's worn-mask photos in which dlib's bare-face filter finds no face (photos-mode settings)."""
+    from facemask.data.faces import HogDetector, detect_faces
+
+    bare_only = HogDetector()
+    missed = [f for f in eval_photos_by_mask(demo_root)["wear"]
+              if not detect_faces(np.asarray(Image.open(f).convert("RGB")), bare_only, min_face=40)]
+    assert missed, "the bare-face filter finds every masked demo face: the test would prove nothing"
+    return missed
 
 
 def test_the_masked_filter_finds_masked_faces_of_unseen_people_without_losing_bare_ones(masked_filter, demo_root):
@@ -312,12 +316,7 @@ def test_masked_scores_are_shifted_so_that_one_threshold_serves_both_filters(mas
 
 
 def test_photos_mode_answers_masked_faces_the_bare_filter_misses(runs, masked_filter, demo_root, tmp_path, capsys):
-    from facemask.data.faces import HogDetector, detect_faces
-
-    bare_only = HogDetector()
-    missed = [f for f in eval_photos_by_mask(demo_root)["wear"]
-              if not detect_faces(np.asarray(Image.open(f).convert("RGB")), bare_only, min_face=40)]
-    assert missed, "the bare-face filter finds every masked demo face: the test would prove nothing"
+    missed = masked_faces_bare_filter_misses(demo_root)
     plain = facemask.load(runs["faces"])
     model = facemask.load(runs["faces"], masked_faces=masked_filter)
     assert model.info["masked_faces"] == str(masked_filter.resolve())
@@ -333,7 +332,13 @@ def test_photos_mode_answers_masked_faces_the_bare_filter_misses(runs, masked_fi
     assert (table["status"] == "face").sum() == sum(face.status == "face" for face in after)
 
 
-def test_masked_filter_errors_are_one_line_before_any_work(runs, masked_filter, demo_root, tmp_path, capsys):
+def test_masked_filter_errors_are_one_line_before_any_work(runs, masked_filter, demo_root, tmp_path, capsys,
+                                                           monkeypatch):
+    import dlib
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("train-detector trained before it found the error")
+    monkeypatch.setattr(dlib, "train_simple_object_detector", no_training)
     garbage = tmp_path / "garbage.svm"
     garbage.write_bytes(b"not a detector")
     photo = str(eval_photos_by_mask(demo_root)["wear"][0])
@@ -371,3 +376,26 @@ def test_train_detector_needs_a_bare_face_to_label_the_masked_photos(demo_copy, 
     err = capsys.readouterr().err.strip()
     assert "normal photo has exactly one face" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "m.svm").exists()
+
+
+def test_a_filter_file_replaced_after_load_is_refused_not_mixed_in(runs, masked_filter, demo_root, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    filter_copy = tmp_path / "masked.svm"
+    shutil.copy(masked_filter, filter_copy)
+    model = facemask.load(runs["faces"], masked_faces=filter_copy)
+    photo = Image.open(masked_faces_bare_filter_misses(demo_root)[0])
+    model.predict(photo)  # this thread loaded the filter with the model
+    filter_copy.write_bytes(filter_copy.read_bytes() + b" ")  # another file under the same name
+    model.predict(photo)  # this thread keeps the filter it loaded
+    with ThreadPoolExecutor(1) as pool:  # a new thread (as serve's pool has) loads the file again, and refuses it
+        with pytest.raises(FacemaskError, match="changed after it was loaded"):
+            pool.submit(model.predict, photo).result()
+    from facemask.data.faces import get_detector, masked_filter_sha1
+
+    again = facemask.load(runs["faces"], masked_faces=filter_copy)  # loading again takes the new file, here too
+    new = masked_filter_sha1(filter_copy)
+    assert again.framing.masked_sha1 == new
+    assert get_detector("hog", str(filter_copy.resolve()), new).masked_sha1 == new
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(again.predict, photo).result()

@@ -249,19 +249,11 @@ def test_the_page_answers_an_uploaded_photo_in_headless_chromium(server, demo_ro
 
 
 def test_serve_scans_with_a_masked_face_filter_and_shows_its_name_not_its_path(server, face_run, demo_root,
-                                                                             tmp_path):
-    import numpy as np
+                                                                             masked_filter):
+    from tests.test_photos import masked_faces_bare_filter_misses
 
-    from facemask.data.faces import HogDetector, detect_faces
-    from tests.test_photos import eval_photos_by_mask
-
-    masked = tmp_path / "masked.svm"
-    assert main(["train-detector", str(demo_root / "train"), "--out", str(masked)]) == 0
-    bare_only = HogDetector()
-    missed = [f for f in eval_photos_by_mask(demo_root)["wear"]
-              if not detect_faces(np.asarray(Image.open(f).convert("RGB")), bare_only, min_face=40)]
-    assert missed, "the bare-face filter finds every masked demo face: the test would prove nothing"
-    running = Server(face_run, "--masked-faces", str(masked))
+    missed = masked_faces_bare_filter_misses(demo_root)
+    running = Server(face_run, "--masked-faces", str(masked_filter))
     try:
         status, info = running.request("GET", "/info")
         assert status == 200 and info["masked_faces"] == "masked.svm", info  # the name, not the server's path

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -81,10 +82,10 @@ class HogDetector:
         # A masked-face filter (train_masked_filter) scans beside dlib's bare-face one. Its scores are shifted by a
         # fixed offset so that one threshold serves both, however it is given: at the default -0.8 a masked box
         # needs its own score masked_threshold, and every other threshold moves both bars together.
-        self.masked, self.offset = None, masked_threshold - HOG_THRESHOLD
+        self.masked, self.masked_sha1, self.offset = None, None, masked_threshold - HOG_THRESHOLD
         if masked is not None:
-            self.masked, digest = load_masked_filter(masked, masked_sha1)
-            self.cache_id += f"-masked{digest[:12]}-{masked_threshold}"
+            self.masked, self.masked_sha1 = load_masked_filter(masked, masked_sha1)
+            self.cache_id += f"-masked{self.masked_sha1[:12]}-{masked_threshold}"
 
     def _run(self, rgb: np.ndarray, scale: float, upsample: int, threshold: float) -> list[Box]:
         height, width = rgb.shape[:2]
@@ -144,17 +145,22 @@ def merge(bare: list[Box], masked: list[Box], overlap: float = OVERLAP) -> list[
     return [boxes[i] for i in sorted(kept)]
 
 
-def load_masked_filter(path: str | Path, sha1: str | None = None):
-    """(filter, its sha1): a masked-face HOG filter written by :func:`train_masked_filter` (dlib's own file format:
-    data, no code). ``sha1``: the file must still be the one first loaded (serve loads it once per thread)."""
-    import dlib
-
+def masked_filter_sha1(path: str | Path) -> str:
+    """The content of a masked-face filter file, which must exist (one-line errors otherwise)."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"masked-face filter {path} is a folder; name the filter file (facemask train-detector)")
     if not path.is_file():
         raise ConfigError(f"masked-face filter {path}: no such file")
-    digest = hashlib.sha1(path.read_bytes()).hexdigest()
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def load_masked_filter(path: str | Path, sha1: str | None = None):
+    """(filter, its sha1): a masked-face HOG filter written by :func:`train_masked_filter` (dlib's own file format:
+    data, no code). ``sha1``: the file must still be the one first loaded (serve loads it once per thread)."""
+    import dlib
+
+    digest = masked_filter_sha1(path)
     if sha1 is not None and digest != sha1:
         raise ConfigError(f"masked-face filter {path} changed after it was loaded; load the model again")
     try:
@@ -179,11 +185,14 @@ def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", 
     import dlib
 
     from facemask.data.images import read_rgb
-    from facemask.io import atomic_write, atomic_write_bytes, cpu_count
+    from facemask.io import atomic_write, cpu_count, describe_write_error
 
     out = Path(out)
-    atomic_write_bytes(out.parent / f".{out.name}.probe", b"")  # an unwritable --out fails now, not after training
-    (out.parent / f".{out.name}.probe").unlink()
+    try:  # an unwritable --out fails now, not after training (the probe deletes itself)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out.parent).close()
+    except OSError as err:
+        raise ConfigError(f"cannot write {out}: {describe_write_error(err)}") from err
     front = dlib.get_frontal_face_detector()
     images, boxes, people, other_size = [], [], 0, 0
     for _, rows in samples.groupby("person", sort=True):
@@ -242,8 +251,10 @@ def get_detector(name: str, masked: str | Path | None = None, masked_sha1: str |
     if masked is not None:
         if name != "hog":
             raise ConfigError(f"a masked-face filter works with data.face_crop=hog, not {name!r}")
-        key = ("hog", str(masked), masked_sha1)
+        key = ("hog", str(masked))
         if key not in built:
+            built[key] = HogDetector(masked=masked, masked_sha1=masked_sha1)
+        elif masked_sha1 is not None and built[key].masked_sha1 != masked_sha1:  # another model, another file
             built[key] = HogDetector(masked=masked, masked_sha1=masked_sha1)
         return built[key]
     if name not in built:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from facemask.data.faces import crop_box, detect_faces, fallback_crop, get_detector, load_masked_filter, trust_detector
+from facemask.data.faces import crop_box, detect_faces, fallback_crop, get_detector, masked_filter_sha1, trust_detector
 from facemask.data.images import MAX_IMAGE_PIXELS, Decoding, ImageSource, crop_padded, fit, read_rgb
 from facemask.data.labels import ATTRIBUTES, CLASS_NAMES, NUM_CLASSES, encode, marginals
 from facemask.data.loaders import decoding_of
@@ -278,7 +278,7 @@ def load(runs: str | Path | Sequence[str | Path], *, device: str = "auto", engin
         if detector != "hog":
             raise ConfigError(f"masked_faces: a masked-face filter works with runs trained with data.face_crop=hog, "
                               f"not {detector!r}")
-        _, masked_sha1 = load_masked_filter(masked_faces)
+        masked_sha1 = masked_filter_sha1(masked_faces)  # each thread and worker checks it still loads this file
     if detector != "none":
         if trust_run_code:
             trust_detector(detector)

@@ -330,9 +330,10 @@ def serve(args: argparse.Namespace) -> None:
 
         load_masked_filter(args.masked_faces)
         for run in runs:
-            if run.config().data.face_crop != "hog":
+            face_crop = run.config().data.face_crop
+            if face_crop != "hog":
                 raise ConfigError(f"--masked-faces works with runs trained with data.face_crop=hog; {run.path} "
-                                  f"has {run.config().data.face_crop!r}")
+                                  f"has {face_crop!r}")
     if args.export:
         from facemask.inference.engines import onnx_is_current
 
