@@ -51,11 +51,18 @@ def cmd_train_detector(args: argparse.Namespace) -> None:
         raise FacemaskError(f"--out {out} is a folder; name the filter file to write (e.g. masked.svm)")
     if not (math.isfinite(args.c) and args.c > 0):
         raise FacemaskError(f"--c {args.c} must be a positive number")
-    counts = train_masked_filter(read_train(args.data), out, c=args.c)
-    print(f"wrote {out}: a masked-face filter trained on {counts['photos']} photos of {counts['people']} people "
-          f"(left out: {counts['people_left_out']} people with no bare photo in which dlib finds exactly one face "
-          f"or no photo of its size, and {counts['photos_left_out']} photos not the size of their bare photo); use "
-          f"it with facemask predict RUN PHOTOS --masked-faces {out}")
+    if not 0 <= args.restyle <= 1:  # (NaN fails this too)
+        raise FacemaskError(f"--restyle {args.restyle} must be a share from 0 to 1")
+    if args.people is not None and args.people < 1:
+        raise FacemaskError(f"--people {args.people} must be at least 1")
+    counts = train_masked_filter(read_train(args.data), out, c=args.c, restyle=args.restyle, seed=args.seed,
+                                 people=args.people)
+    redrawn = (f" ({counts['redrawn']} of them with the mask redrawn; no mask found in {counts['no_mask_found']})"
+               if args.restyle else "")
+    print(f"wrote {out}: a masked-face filter trained on {counts['photos']} photos of {counts['people']} people"
+          f"{redrawn} (left out: {counts['people_left_out']} people with no bare photo in which dlib finds exactly "
+          f"one face or no photo of its size, and {counts['photos_left_out']} photos not the size of their bare "
+          f"photo); use it with facemask predict RUN PHOTOS --masked-faces {out}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -308,11 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
                 description="""\
 facemask train-detector TRAIN_FOLDER --out masked.svm
     dlib's bare-face detector finds each person's bare photo (normal); that box labels the person's masked
-    photos, and a HOG filter is trained on them. Give it to photos mode (predict, serve, load) with
-    --masked-faces: it scans beside the bare-face filter, and finds the masked faces that one misses.""")
+    photos, and a HOG filter is trained on them, half of them with the mask redrawn in another shape and colour
+    (--restyle) so that it learns more than the photos' own mask styles. Give it to photos mode (predict, serve,
+    load) with --masked-faces: it scans beside the bare-face filter, and finds the masked faces that one misses.""")
     p.add_argument("data", help="a train folder (train.csv + images/)")
     p.add_argument("--out", required=True, help="the filter file to write (dlib's format)")
     p.add_argument("--c", type=float, default=5.0, help="the SVM's C: higher fits the training photos closer")
+    p.add_argument("--restyle", type=float, default=0.5, metavar="SHARE",
+                   help="the share of masked photos trained on with the mask redrawn in another shape and colour "
+                        "(mask_restyle's drawing), so that the filter finds mask styles the photos lack; 0: none")
+    p.add_argument("--people", type=int, metavar="N", help="train on N people drawn at random (with --seed) "
+                   "instead of all: dlib keeps about 1.9 MB per masked photo in memory")
+    p.add_argument("--seed", type=int, default=0, help="the seed of the redrawn masks and of --people's draw")
     p.set_defaults(func=cmd_train_detector)
 
     p = _parser(sub, "train", "train a model: facemask train -c configs/x.yaml optim.lr=3e-4 ...")

@@ -174,6 +174,7 @@ FILTER_FACE = 100  # px: training photos are scaled so that the face is this wid
 
 
 def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", c: float = 5.0,
+                        restyle: float = 0.0, seed: int = 0, people: int | None = None,
                         threads: int | None = None) -> dict:
     """Train a HOG filter for masked faces on a training set's own photos and write it to ``out`` (atomically).
 
@@ -181,6 +182,13 @@ def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", 
     photos, which the competition layout takes in the same pose and size. People without one bare photo in which
     dlib finds exactly one face are left out, and so are photos of another size than their bare one. ``samples`` is
     :func:`facemask.data.layout.read_train`'s table. Returns counts for the report.
+
+    With ``restyle`` > 0, that share of the masked photos whose mask is found (the bare photo aligned onto it, as
+    the ``mask_restyle`` preset finds it) is trained on with the mask redrawn in another width, length, arch,
+    colour and pattern (``mask_restyle``'s drawing, ``seed`` for its draws) instead, so that a filter trained on
+    few mask styles does not learn only those (docs/results.md, "Finding faces"). The redrawn photo replaces its
+    source: dlib holds every training photo's HOG features in memory (about 1.9 MB a photo at this scale), and
+    ``people`` trains on that many people at most (drawn with ``seed``), for machines with less memory.
     """
     import dlib
 
@@ -193,8 +201,17 @@ def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", 
         tempfile.TemporaryFile(dir=out.parent).close()
     except OSError as err:
         raise ConfigError(f"cannot write {out}: {describe_write_error(err)}") from err
+    if not 0 <= restyle <= 1:  # (NaN fails this too)
+        raise ConfigError(f"--restyle {restyle} must be a share from 0 to 1")
+    if people is not None:
+        if people < 1:
+            raise ConfigError(f"--people {people} must be at least 1")
+        everyone = np.array(sorted(samples["person"].unique()))
+        drawn = np.random.default_rng(seed).permutation(len(everyone))[:people]
+        samples = samples[samples["person"].isin(set(everyone[drawn]))]
     front = dlib.get_frontal_face_detector()
-    images, boxes, people, other_size = [], [], 0, 0
+    redraw = MaskRedraw(restyle, seed) if restyle else None
+    images, boxes, kept, other_size = [], [], 0, 0
     for _, rows in samples.groupby("person", sort=True):
         bare = rows[rows["stem"] == bare_stem]
         if len(bare) != 1:
@@ -205,17 +222,21 @@ def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", 
             continue
         face = found[0]
         scale = FILTER_FACE / max(1, face.width())
-        before = len(images)
+        size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
+        box = (round(face.left() * scale), round(face.top() * scale), round(face.right() * scale),
+               round(face.bottom() * scale))
+        masked = []
         for file in rows.loc[rows["stem"] != bare_stem, "file"]:
             img = read_rgb(file)
             if img.size != photo.size:
                 other_size += 1
                 continue
-            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
-            images.append(np.asarray(img))
-            boxes.append([dlib.rectangle(round(face.left() * scale), round(face.top() * scale),
-                                         round(face.right() * scale), round(face.bottom() * scale))])
-        people += len(images) > before
+            masked.append(np.asarray(img.resize(size, Image.BILINEAR)))
+        if redraw is not None and masked:
+            masked = redraw(masked, np.asarray(photo.resize(size, Image.BILINEAR)), box)
+        images += masked
+        boxes += [[dlib.rectangle(*box)] for _ in masked]
+        kept += bool(masked)
     if not images:
         raise ConfigError(f"no person's {bare_stem} photo has exactly one face that dlib's detector finds: "
                           "nothing to label the masked photos with")
@@ -228,8 +249,61 @@ def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", 
     except RuntimeError as err:
         raise ConfigError(f"dlib could not train a masked-face filter: {str(err).splitlines()[0]}") from err
     atomic_write(out, lambda tmp: detector.save(str(tmp)))
-    return {"people": people, "people_left_out": samples["person"].nunique() - people, "photos": len(images),
-            "photos_left_out": other_size}
+    return {"people": kept, "people_left_out": samples["person"].nunique() - kept, "photos": len(images),
+            "photos_left_out": other_size, "redrawn": redraw.redrawn if redraw is not None else 0,
+            "no_mask_found": redraw.missed if redraw is not None else 0}
+
+
+class MaskRedraw:
+    """A person's masked photos (already at the filter's scale), a share of them with the mask redrawn, for
+    :func:`train_masked_filter`: the mask is found around the face box from the person's bare photo
+    (facemask.data.covers) and redrawn by the ``mask_restyle`` preset (facemask.data.batch_transforms), then pasted
+    back into a copy of the whole photo."""
+
+    def __init__(self, share: float, seed: int):
+        from facemask.config import AugConfig
+        from facemask.data.batch_transforms import MaskRestyle
+
+        aug = AugConfig(mask_restyle_p=1.0, mask_restyle_arch=[0.0, 0.4])  # configs/cpu_mask.yaml's shapes
+        self.preset, self.share = MaskRestyle(aug), share
+        self.rng = np.random.default_rng(seed)
+        self.redrawn = self.missed = 0
+
+    def __call__(self, photos: list[np.ndarray], bare: np.ndarray, box: tuple[int, int, int, int]) -> list:
+        """``photos`` (the person's bare photo ``bare``, the face at ``box``), each redrawn with probability
+        ``share`` where its mask is found, else as it was."""
+        import torch
+
+        from facemask.data.covers import align, cover_of
+
+        left, top, right, bottom = box
+        w, h = right - left, bottom - top
+        # where a mask can be: the face box, a quarter of its width wider each side and half its height lower
+        # (a mask pulled down to the chin); only there is the bare photo aligned, which is most of the time taken
+        x0, y0 = max(0, left - w // 4), max(0, top)
+        x1, y1 = min(bare.shape[1], right + w // 4), min(bare.shape[0], bottom + h // 2)
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            self.missed += len(photos)
+            return photos
+        crops = torch.from_numpy(np.stack([p[y0:y1, x0:x1] for p in photos]).astype(np.float32)).permute(0, 3, 1, 2)
+        bares = torch.from_numpy(bare[y0:y1, x0:x1].astype(np.float32)).permute(2, 0, 1)[None].expand_as(crops)
+        aligned = align(bares.contiguous(), crops)
+        alpha = torch.stack([torch.from_numpy(cover_of(a.permute(1, 2, 0).numpy(), p.permute(1, 2, 0).numpy()))
+                             for a, p in zip(aligned, crops)])
+        has_mask = (alpha > 0.5).flatten(1).sum(1) >= 16  # as MaskRestyle chooses
+        self.missed += len(photos) - int(has_mask.sum())
+        chosen = (has_mask & torch.from_numpy(self.rng.random(len(photos)) < self.share)).nonzero().flatten()
+        if not len(chosen):
+            return photos
+        covers = torch.cat([aligned, alpha[:, None] * 255], 1)[chosen]
+        params = torch.tensor([self.preset.draw(self.rng) for _ in chosen], dtype=torch.float64)
+        redrawn, _ = self.preset.apply_covered(crops[chosen].clone(), covers, params)
+        out = list(photos)
+        for i, crop in zip(chosen.tolist(), redrawn):
+            out[i] = photos[i].copy()
+            out[i][y0:y1, x0:x1] = crop.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+        self.redrawn += len(chosen)
+        return out
 
 
 register_detector("hog", HogDetector)
