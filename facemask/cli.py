@@ -55,10 +55,15 @@ def cmd_train_detector(args: argparse.Namespace) -> None:
         raise FacemaskError(f"--restyle {args.restyle} must be a share from 0 to 1")
     if args.people is not None and args.people < 1:
         raise FacemaskError(f"--people {args.people} must be at least 1")
+    if args.seed < 0:
+        raise FacemaskError(f"--seed {args.seed} must be 0 or more")
     counts = train_masked_filter(read_train(args.data), out, c=args.c, restyle=args.restyle, seed=args.seed,
                                  people=args.people)
     redrawn = (f" ({counts['redrawn']} of them with the mask redrawn; no mask found in {counts['no_mask_found']})"
                if args.restyle else "")
+    if args.people is not None:
+        drawn = counts["people"] + counts["people_left_out"]
+        redrawn += f"; {drawn} of the {counts['people_drawn_from']} people drawn (--people {args.people})"
     print(f"wrote {out}: a masked-face filter trained on {counts['photos']} photos of {counts['people']} people"
           f"{redrawn} (left out: {counts['people_left_out']} people with no bare photo in which dlib finds exactly "
           f"one face or no photo of its size, and {counts['photos_left_out']} photos not the size of their bare "

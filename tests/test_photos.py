@@ -363,6 +363,8 @@ def test_masked_filter_errors_are_one_line_before_any_work(runs, masked_filter, 
          "--restyle nan"),
         (["train-detector", str(demo_root / "train"), "--out", str(tmp_path / "m.svm"), "--people", "0"],
          "--people 0"),
+        (["train-detector", str(demo_root / "train"), "--out", str(tmp_path / "m.svm"), "--restyle", "0.5",
+          "--seed", "-1"], "--seed -1"),
     ]
     run_files = sorted(p.name for p in unexported.iterdir())
     whole_files = sorted(p.name for p in runs["whole"].iterdir())
@@ -450,12 +452,27 @@ def test_train_detector_restyle_redraws_masks_and_is_reproducible(demo_root, tmp
         assert main(["train-detector", str(demo_root / "train"), "--out", str(filters[name]), *extra]) == 0
         out = capsys.readouterr().out
         assert ("with the mask redrawn" in out) == (name != "r0"), out
+        if name != "r0":
+            assert int(out.split(" of them with the mask redrawn")[0].rsplit("(", 1)[1]) > 0, out
     assert main(["train-detector", str(demo_root / "train"), "--out", str(tmp_path / "few.svm"), "--people", "9"]) == 0
     few = capsys.readouterr().out  # 9 of the 18 people drawn; dlib finds the bare face of some of them
     kept = int(few.split(" people")[0].split("photos of ")[1])
     assert 1 <= kept <= 9 and f"{6 * kept} photos of {kept} people" in few, few
-    assert f"left out: {9 - kept} people" in few, few
+    assert f"left out: {9 - kept} people" in few and "9 of the 18 people drawn (--people 9)" in few, few
     assert (tmp_path / "few.svm").read_bytes() != (tmp_path / "r0.svm").read_bytes()
     data = {name: path.read_bytes() for name, path in filters.items()}
     assert data["a"] == data["b"]  # same seed, same filter
     assert data["a"] != data["r0"] and data["a"] != data["seed1"]  # the redrawn are trained on, each seed its own
+
+
+def test_train_masked_filter_checks_its_options_before_writing_anything(demo_root, tmp_path):
+    from facemask.data.faces import train_masked_filter
+    from facemask.data.layout import read_train
+    from facemask.errors import ConfigError
+
+    samples = read_train(demo_root / "train")
+    for options, message in (({"restyle": float("nan")}, "--restyle nan"), ({"people": 0}, "--people 0"),
+                             ({"seed": -1}, "--seed -1")):
+        with pytest.raises(ConfigError, match=message):
+            train_masked_filter(samples, tmp_path / "new" / "m.svm", **options)
+    assert not (tmp_path / "new").exists()

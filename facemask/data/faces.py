@@ -195,17 +195,20 @@ def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", 
     from facemask.data.images import read_rgb
     from facemask.io import atomic_write, cpu_count, describe_write_error
 
+    if not 0 <= restyle <= 1:  # (NaN fails this too)
+        raise ConfigError(f"--restyle {restyle} must be a share from 0 to 1")
+    if people is not None and people < 1:
+        raise ConfigError(f"--people {people} must be at least 1")
+    if seed < 0:
+        raise ConfigError(f"--seed {seed} must be 0 or more")
     out = Path(out)
     try:  # an unwritable --out fails now, not after training (the probe deletes itself)
         out.parent.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out.parent).close()
     except OSError as err:
         raise ConfigError(f"cannot write {out}: {describe_write_error(err)}") from err
-    if not 0 <= restyle <= 1:  # (NaN fails this too)
-        raise ConfigError(f"--restyle {restyle} must be a share from 0 to 1")
+    total = samples["person"].nunique()
     if people is not None:
-        if people < 1:
-            raise ConfigError(f"--people {people} must be at least 1")
         everyone = np.array(sorted(samples["person"].unique()))
         drawn = np.random.default_rng(seed).permutation(len(everyone))[:people]
         samples = samples[samples["person"].isin(set(everyone[drawn]))]
@@ -249,7 +252,8 @@ def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", 
     except RuntimeError as err:
         raise ConfigError(f"dlib could not train a masked-face filter: {str(err).splitlines()[0]}") from err
     atomic_write(out, lambda tmp: detector.save(str(tmp)))
-    return {"people": kept, "people_left_out": samples["person"].nunique() - kept, "photos": len(images),
+    return {"people": kept, "people_left_out": samples["person"].nunique() - kept, "people_drawn_from": total,
+            "photos": len(images),
             "photos_left_out": other_size, "redrawn": redraw.redrawn if redraw is not None else 0,
             "no_mask_found": redraw.missed if redraw is not None else 0}
 
@@ -273,6 +277,7 @@ class MaskRedraw:
         """``photos`` (the person's bare photo ``bare``, the face at ``box``), each redrawn with probability
         ``share`` where its mask is found, else as it was."""
         import torch
+        import torch.nn.functional as F
 
         from facemask.data.covers import align, cover_of
 
@@ -298,6 +303,13 @@ class MaskRedraw:
         covers = torch.cat([aligned, alpha[:, None] * 255], 1)[chosen]
         params = torch.tensor([self.preset.draw(self.rng) for _ in chosen], dtype=torch.float64)
         redrawn, _ = self.preset.apply_covered(crops[chosen].clone(), covers, params)
+        # Only the old mask's neighbourhood (its cover grown by 15% of the face's height, which holds the redrawn
+        # mask, with a soft edge) takes the redrawn pixels; elsewhere the photo stays as it was, so that no
+        # straight edge of the search region is left in the photo for the filter to learn.
+        grow = max(1, round(0.15 * h))
+        near = F.max_pool2d(alpha[chosen][:, None], 2 * grow + 1, stride=1, padding=grow)
+        near = F.avg_pool2d(near, 5, stride=1, padding=2, count_include_pad=False)
+        redrawn = crops[chosen] * (1 - near) + redrawn * near
         out = list(photos)
         for i, crop in zip(chosen.tolist(), redrawn):
             out[i] = photos[i].copy()
