@@ -330,7 +330,7 @@ facemask train-detector TRAIN_FOLDER --out masked.svm
     p.add_argument("--restyle", type=float, default=0.0, metavar="SHARE",
                    help="the share of masked photos trained on with the mask redrawn in another shape and colour "
                         "(mask_restyle's drawing), so that the filter finds mask styles the photos lack (0.5 "
-                        "measured best; its scores run higher: predict with --face-threshold -0.5 or above)")
+                        "measured; 0: the photos alone)")
     p.add_argument("--people", type=int, metavar="N", help="train on N people drawn at random (with --seed) "
                    "instead of all: dlib keeps about 1.9 MB per masked photo in memory")
     p.add_argument("--seed", type=int, default=0, help="the seed of the redrawn masks and of --people's draw")
