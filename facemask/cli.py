@@ -51,12 +51,6 @@ def cmd_train_detector(args: argparse.Namespace) -> None:
         raise FacemaskError(f"--out {out} is a folder; name the filter file to write (e.g. masked.svm)")
     if not (math.isfinite(args.c) and args.c > 0):
         raise FacemaskError(f"--c {args.c} must be a positive number")
-    if not 0 <= args.restyle <= 1:  # (NaN fails this too)
-        raise FacemaskError(f"--restyle {args.restyle} must be a share from 0 to 1")
-    if args.people is not None and args.people < 1:
-        raise FacemaskError(f"--people {args.people} must be at least 1")
-    if args.seed < 0:
-        raise FacemaskError(f"--seed {args.seed} must be 0 or more")
     counts = train_masked_filter(read_train(args.data), out, c=args.c, restyle=args.restyle, seed=args.seed,
                                  people=args.people)
     redrawn = (f" ({counts['redrawn']} of them with the mask redrawn; no mask found in {counts['no_mask_found']})"

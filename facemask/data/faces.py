@@ -261,8 +261,8 @@ def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", 
 class MaskRedraw:
     """A person's masked photos (already at the filter's scale), a share of them with the mask redrawn, for
     :func:`train_masked_filter`: the mask is found around the face box from the person's bare photo
-    (facemask.data.covers) and redrawn by the ``mask_restyle`` preset (facemask.data.batch_transforms), then pasted
-    back into a copy of the whole photo."""
+    (facemask.data.covers) and redrawn by the ``mask_restyle`` preset (facemask.data.batch_transforms), then blended
+    into a copy of the whole photo near the old mask."""
 
     def __init__(self, share: float, seed: int):
         from facemask.config import AugConfig
