@@ -110,12 +110,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                 start = time.perf_counter()
                 boxes = detect_faces(np.asarray(canvas), detector, args.min_face, lowest)
                 seconds = time.perf_counter() - start
+                on_face = [left <= (b[0] + b[2]) / 2 <= right and top <= (b[1] + b[3]) / 2 <= bottom for b in boxes]
+                best = max((b[4] for b, hit in zip(boxes, on_face) if hit), default=float("nan"))
                 for threshold in args.thresholds:
-                    kept = [b for b in boxes if b[4] >= threshold]
-                    centres = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in kept]
-                    hits = [left <= x <= right and top <= y <= bottom for x, y in centres]
-                    rows.append({"detector": name, "mask": mask, "width": width, "threshold": threshold,
-                                 "found": any(hits), "false": len(hits) - sum(hits), "seconds": seconds})
+                    hits = [hit for b, hit in zip(boxes, on_face) if b[4] >= threshold]
+                    rows.append({"photo": str(files[index]), "detector": name, "mask": mask, "width": width,
+                                 "threshold": threshold, "found": any(hits), "false": len(hits) - sum(hits),
+                                 "best score on the face": best, "seconds": seconds})
         if (n + 1) % 50 == 0:
             print(f"{n + 1}/{len(chosen)} photos", file=sys.stderr)
     table = pd.DataFrame(rows)

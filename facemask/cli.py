@@ -314,17 +314,17 @@ def build_parser() -> argparse.ArgumentParser:
                 description="""\
 facemask train-detector TRAIN_FOLDER --out masked.svm
     dlib's bare-face detector finds each person's bare photo (normal); that box labels the person's masked
-    photos, and a HOG filter is trained on them (with --restyle, a share of them with the mask redrawn in another
-    shape and colour, so that it learns more than the photos' own mask styles). Give it to photos mode (predict,
-    serve, load) with --masked-faces: it scans beside the bare-face filter, and finds the masked faces that one
-    misses.""")
+    photos, and a HOG filter is trained on them (half of them, --restyle 0.5, with the mask redrawn in another
+    shape and colour, so that it learns more than the photos' own mask styles; --restyle 0: the photos alone).
+    Give it to photos mode (predict, serve, load) with --masked-faces: it scans beside the bare-face filter, and
+    finds the masked faces that one misses.""")
     p.add_argument("data", help="a train folder (train.csv + images/)")
     p.add_argument("--out", required=True, help="the filter file to write (dlib's format)")
     p.add_argument("--c", type=float, default=5.0, help="the SVM's C: higher fits the training photos closer")
-    p.add_argument("--restyle", type=float, default=0.0, metavar="SHARE",
+    p.add_argument("--restyle", type=float, default=0.5, metavar="SHARE",
                    help="the share of masked photos trained on with the mask redrawn in another shape and colour "
-                        "(mask_restyle's drawing), so that the filter finds mask styles the photos lack (0.5 "
-                        "measured; 0: the photos alone)")
+                        "(mask_restyle's drawing), so that the filter finds mask styles the photos lack (default "
+                        "0.5; 0: the photos alone)")
     p.add_argument("--people", type=int, metavar="N", help="train on N people drawn at random (with --seed) "
                    "instead of all: dlib keeps about 1.9 MB per masked photo in memory")
     p.add_argument("--seed", type=int, default=0, help="the seed of the redrawn masks and of --people's draw")

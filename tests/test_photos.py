@@ -289,7 +289,8 @@ def test_the_masked_filter_finds_masked_faces_of_unseen_people_without_losing_ba
                 found += any(on_face)
                 false[name] += on_face.count(False)
             rates[mask, name] = found / len(files)
-    # measured: worn 0.43 -> 0.73, incorrect 0.50 -> 0.67, bare 0.83 -> 1.00, one false face each (42 photos)
+    # measured (--restyle 0.5): worn 0.43 -> 0.80, incorrect 0.50 -> 0.83, bare 0.83 -> 0.83, one false face each
+    # (42 photos; with --restyle 0: 0.73, 0.67, 1.00)
     assert false["masked"] <= false["bare"] + 2, false  # the filter finds faces, not clutter
     assert rates["wear", "masked"] >= rates["wear", "bare"] + 0.2, rates
     assert rates["incorrect", "masked"] >= rates["incorrect", "bare"], rates
@@ -446,7 +447,7 @@ def test_restyle_redraws_the_mask_where_it_is_and_leaves_the_photo_outside_it(mo
 
 def test_train_detector_restyle_redraws_masks_and_is_reproducible(demo_root, tmp_path, capsys):
     filters = {}
-    for name, extra in (("r0", []), ("a", ["--restyle", "0.5"]), ("b", ["--restyle", "0.5"]),
+    for name, extra in (("r0", ["--restyle", "0"]), ("a", []), ("b", ["--restyle", "0.5"]),
                         ("seed1", ["--restyle", "0.5", "--seed", "1"])):
         filters[name] = tmp_path / f"{name}.svm"
         assert main(["train-detector", str(demo_root / "train"), "--out", str(filters[name]), *extra]) == 0
