@@ -364,6 +364,10 @@ def test_masked_filter_errors_are_one_line_before_any_work(runs, masked_filter, 
          "--restyle nan"),
         (["train-detector", str(demo_root / "train"), "--out", str(tmp_path / "m.svm"), "--people", "0"],
          "--people 0"),
+        (["train-detector", str(demo_root / "train"), "--out", str(tmp_path / "m.svm"), "--negatives", "-1"],
+         "--negatives -1"),
+        (["train-detector", str(demo_root / "train"), "--out", str(tmp_path / "m.svm"), "--negatives", "nan"],
+         "--negatives nan"),
         (["train-detector", str(demo_root / "train"), "--out", str(tmp_path / "m.svm"), "--restyle", "0.5",
           "--seed", "-1"], "--seed -1"),
     ]
@@ -473,7 +477,42 @@ def test_train_masked_filter_checks_its_options_before_writing_anything(demo_roo
 
     samples = read_train(demo_root / "train")
     for options, message in (({"restyle": float("nan")}, "--restyle nan"), ({"people": 0}, "--people 0"),
-                             ({"seed": -1}, "--seed -1")):
+                             ({"seed": -1}, "--seed -1"), ({"negatives": 11}, "--negatives 11")):
         with pytest.raises(ConfigError, match=message):
             train_masked_filter(samples, tmp_path / "new" / "m.svm", **options)
     assert not (tmp_path / "new").exists()
+
+
+def test_negative_mosaics_are_pieces_of_the_photos_with_no_face_in_them(demo_root):
+    import dlib
+
+    from facemask.data.faces import negative_mosaics
+
+    photos = [np.asarray(Image.open(f).convert("RGB").resize((200, 267))) for f in
+              sorted((demo_root / "train" / "images").glob("*/mask1.*"))[:6]]
+    mosaics = negative_mosaics(photos, 5, seed=0)
+    assert len(mosaics) == 5 and all(m.shape == (160, 160, 3) for m in mosaics)
+    assert all(np.array_equal(a, b) for a, b in zip(mosaics, negative_mosaics(photos, 5, seed=0)))  # same seed
+    assert not np.array_equal(mosaics[0], negative_mosaics(photos, 5, seed=1)[0])
+    for tile in (mosaics[0][:40, :40], mosaics[1][120:, 80:120]):  # each a crop of a photo, turned by k * 90 degrees
+        assert any(np.array_equal(np.rot90(tile, -k), photo[y:y + 40, x:x + 40])
+                   for k in range(4) for photo in photos
+                   for y, x in zip(*np.nonzero((photo[:-40, :-40] == np.rot90(tile, -k)[0, 0]).all(-1))))
+    front = dlib.get_frontal_face_detector()
+    assert all(len(front(np.ascontiguousarray(np.kron(m, np.ones((2, 2, 1), np.uint8))), 0)) == 0
+               for m in mosaics)  # no face, even enlarged so that a whole tile fills dlib's window
+    assert negative_mosaics(photos, 0, seed=0) == []
+
+
+def test_train_detector_negatives_train_on_images_with_no_face(demo_root, tmp_path, capsys):
+    files = {name: tmp_path / f"{name}.svm" for name in ("plain", "a", "b")}
+    assert main(["train-detector", str(demo_root / "train"), "--out", str(files["plain"])]) == 0
+    plain = capsys.readouterr().out
+    for name in ("a", "b"):
+        assert main(["train-detector", str(demo_root / "train"), "--out", str(files[name]), "--negatives", "2"]) == 0
+    out = capsys.readouterr().out
+    people = int(plain.split(" people")[0].split("photos of ")[1])
+    assert f"and {2 * people} images with no face (--negatives 2.0)" in out, out
+    assert f"trained on {6 * people} photos of {people} people" in out, out  # the mosaics are not counted as photos
+    assert files["a"].read_bytes() == files["b"].read_bytes()  # same seed, same filter
+    assert files["a"].read_bytes() != files["plain"].read_bytes()  # the mosaics are trained on

@@ -174,7 +174,7 @@ FILTER_FACE = 100  # px: training photos are scaled so that the face is this wid
 
 
 def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", c: float = 5.0,
-                        restyle: float = 0.5, seed: int = 0, people: int | None = None,
+                        restyle: float = 0.5, negatives: float = 0.0, seed: int = 0, people: int | None = None,
                         threads: int | None = None) -> dict:
     """Train a HOG filter for masked faces on a training set's own photos and write it to ``out`` (atomically).
 
@@ -189,6 +189,9 @@ def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", 
     few mask styles does not learn only those (docs/results.md, "Finding faces"). The redrawn photo replaces its
     source: dlib holds every training photo's HOG features in memory (about 1.9 MB a photo at this scale), and
     ``people`` trains on that many people at most (drawn with ``seed``), for machines with less memory.
+
+    ``negatives`` adds that many images with no face per person kept (:func:`negative_mosaics`), so that the
+    filter sees more than the few non-face pixels of photos that are mostly face (docs/results.md, "Finding faces").
     """
     import dlib
 
@@ -197,6 +200,8 @@ def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", 
 
     if not 0 <= restyle <= 1:  # (NaN fails this too)
         raise ConfigError(f"--restyle {restyle} must be a share from 0 to 1")
+    if not 0 <= negatives <= 10:  # (NaN fails this too)
+        raise ConfigError(f"--negatives {negatives} must be from 0 to 10 images per person")
     if people is not None and people < 1:
         raise ConfigError(f"--people {people} must be at least 1")
     if seed < 0:
@@ -243,6 +248,8 @@ def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", 
     if not images:
         raise ConfigError(f"no person's {bare_stem} photo has exactly one face that dlib's detector finds: "
                           "nothing to label the masked photos with")
+    mosaics = negative_mosaics(images, round(negatives * kept), seed) if negatives else []
+    images, boxes = images + mosaics, boxes + [[] for _ in mosaics]  # no box: every window of them is a non-face
     options = dlib.simple_object_detector_training_options()
     options.add_left_right_image_flips = True
     options.C = c
@@ -253,9 +260,33 @@ def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", 
         raise ConfigError(f"dlib could not train a masked-face filter: {str(err).splitlines()[0]}") from err
     atomic_write(out, lambda tmp: detector.save(str(tmp)))
     return {"people": kept, "people_left_out": samples["person"].nunique() - kept, "people_drawn_from": total,
-            "photos": len(images),
+            "photos": len(images) - len(mosaics), "negatives": len(mosaics),
             "photos_left_out": other_size, "redrawn": redraw.redrawn if redraw is not None else 0,
             "no_mask_found": redraw.missed if redraw is not None else 0}
+
+
+def negative_mosaics(images: list[np.ndarray], count: int, seed: int, tile: int = FILTER_FACE * 2 // 5,
+                     grid: int = 4) -> list[np.ndarray]:
+    """``count`` images with no face for :func:`train_masked_filter`: each a ``grid`` x ``grid`` mosaic of square
+    crops of the training photos, ``tile`` px (0.4 of a face at the filter's scale) at random places, each turned
+    by a random multiple of 90 degrees. They hold the photos' own colours, skin, mask fabric, hair and edges, but no
+    face: a face is 100 px wide and dlib's window 80 px, so no window sees more than pieces of four crops. dlib
+    learns non-faces only from what lies outside the boxes, and the competition photos are mostly face.
+    (Written here: no library makes non-face images from face photos; the crops are a guess measured in
+    docs/results.md, not a known recipe.)"""
+    rng = np.random.default_rng([seed, 1])  # its own stream: the redrawing's draws stay as they were
+    usable = [img for img in images if img.shape[0] > tile and img.shape[1] > tile]
+    mosaics = []
+    for _ in range(count if usable else 0):
+        mosaic = np.zeros((tile * grid, tile * grid, 3), np.uint8)
+        for i in range(grid):
+            for j in range(grid):
+                img = usable[int(rng.integers(len(usable)))]
+                y, x = int(rng.integers(img.shape[0] - tile)), int(rng.integers(img.shape[1] - tile))
+                mosaic[i * tile:(i + 1) * tile, j * tile:(j + 1) * tile] = np.rot90(img[y:y + tile, x:x + tile],
+                                                                                    int(rng.integers(4)))
+        mosaics.append(mosaic)
+    return mosaics
 
 
 class MaskRedraw:
