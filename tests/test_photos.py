@@ -504,15 +504,13 @@ def test_negative_mosaics_are_pieces_of_the_photos_with_no_face_in_them(demo_roo
     assert negative_mosaics(photos, 0, seed=0) == []
 
 
-def test_train_detector_negatives_train_on_images_with_no_face(demo_root, tmp_path, capsys):
-    files = {name: tmp_path / f"{name}.svm" for name in ("plain", "a", "b")}
-    assert main(["train-detector", str(demo_root / "train"), "--out", str(files["plain"])]) == 0
-    plain = capsys.readouterr().out
+def test_train_detector_negatives_train_on_images_with_no_face(masked_filter, demo_root, tmp_path, capsys):
+    files = {name: tmp_path / f"{name}.svm" for name in ("a", "b")}
     for name in ("a", "b"):
         assert main(["train-detector", str(demo_root / "train"), "--out", str(files[name]), "--negatives", "2"]) == 0
     out = capsys.readouterr().out
-    people = int(plain.split(" people")[0].split("photos of ")[1])
-    assert f"and {2 * people} images with no face (--negatives 2.0)" in out, out
+    people = int(out.split(" people")[0].split("photos of ")[1])
+    assert 1 <= people <= 18 and f"and {2 * people} images with no face (--negatives 2.0)" in out, out
     assert f"trained on {6 * people} photos of {people} people" in out, out  # the mosaics are not counted as photos
     assert files["a"].read_bytes() == files["b"].read_bytes()  # same seed, same filter
-    assert files["a"].read_bytes() != files["plain"].read_bytes()  # the mosaics are trained on
+    assert files["a"].read_bytes() != masked_filter.read_bytes()  # the mosaics are trained on (the default filter)

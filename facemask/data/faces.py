@@ -248,7 +248,7 @@ def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", 
     if not images:
         raise ConfigError(f"no person's {bare_stem} photo has exactly one face that dlib's detector finds: "
                           "nothing to label the masked photos with")
-    mosaics = negative_mosaics(images, round(negatives * kept), seed) if negatives else []
+    mosaics = negative_mosaics(images, round(negatives * kept), seed)
     images, boxes = images + mosaics, boxes + [[] for _ in mosaics]  # no box: every window of them is a non-face
     options = dlib.simple_object_detector_training_options()
     options.add_left_right_image_flips = True
