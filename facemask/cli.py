@@ -56,7 +56,7 @@ def cmd_train_detector(args: argparse.Namespace) -> None:
     redrawn = (f" ({counts['redrawn']} of them with the mask redrawn; no mask found in {counts['no_mask_found']})"
                if args.restyle else "")
     if args.negatives:
-        redrawn += f", and {counts['negatives']} images with no face (--negatives {args.negatives})"
+        redrawn += f", and {counts['negatives']} images with no face (--negatives {args.negatives:g})"
     if args.people is not None:
         drawn = counts["people"] + counts["people_left_out"]
         redrawn += f"; {drawn} of the {counts['people_drawn_from']} people drawn (--people {args.people})"

@@ -88,11 +88,14 @@ class AugConfig:
     mask_restyle_length: list[float] = field(default_factory=lambda: [0.8, 1.15])  # length factor (top edge kept)
     mask_restyle_colour_p: float = 0.6  # share recoloured: its own shading in a random colour
     mask_restyle_pattern_p: float = 0.4  # share given stripes of a random period, angle and depth
+    mask_restyle_skin_p: float = 0.0  # share recoloured in the wearer's own skin tone (not only hands are skin)
     mask_restyle_slide_p: float = 0.0  # share of worn masks slid down off the nose (the label becomes "incorrect")
     mask_restyle_slide: list[float] = field(default_factory=lambda: [0.3, 0.6])  # how far, in mask heights
     mask_restyle_arch: list[float] = field(default_factory=lambda: [0.0, 0.0])  # top corners lowered, mask heights
     hand_p: float = 0.5  # hand: share of bare faces given a hand over the mouth (the label stays "not worn")
     hand_size: list[float] = field(default_factory=lambda: [0.5, 0.8])  # hand: size, in lower-face widths
+    hand_skin_p: float = 0.5  # hand: share of hands made of the photo's own skin, enlarged (the rest: one colour)
+    hand_glove_p: float = 0.5  # hand: share of hands in any colour (gloves), so that skin colour is not what tells
     mixup_alpha: float = 0.0  # MixUp beta(alpha, alpha); 0 = off (timm's Mixup)
     cutmix_alpha: float = 0.0  # CutMix beta(alpha, alpha); 0 = off
     mix_prob: float = 1.0  # probability that a batch is mixed at all
@@ -237,7 +240,7 @@ RANGES: list[tuple[str, Any, str]] = [
         "flip_p", "grayscale_p", "erasing_p", "blur_p", "jpeg_p", "lowres_p", "mix_prob", "mix_switch_prob",
         "halfmix_p", "brightness", "contrast", "saturation", "mask_colour_p", "mask_texture_p", "synthetic_mask_p",
         "synthetic_mask_photo_p", "mask_restyle_p", "mask_restyle_colour_p", "mask_restyle_pattern_p",
-        "mask_restyle_slide_p", "hand_p")),
+        "mask_restyle_slide_p", "mask_restyle_skin_p", "hand_p", "hand_skin_p", "hand_glove_p")),
     ("aug.hue", lambda x: 0 <= x <= 0.5, "must be between 0 and 0.5"),
     ("aug.temperature", lambda x: 0 <= x < 1, "must be between 0 and 1"),
     ("aug.noise_std", lambda x: x >= 0, "must be >= 0"),

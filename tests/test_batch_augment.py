@@ -160,7 +160,7 @@ def test_a_hand_is_drawn_over_the_mouth_of_bare_faces_only_in_the_faces_own_skin
     masks = torch.tensor([2, 2, 2, 2, 0, 1] * 4)  # 16 bare faces, 4 worn, 4 incorrect
     labels = torch.as_tensor(encode(masks.numpy(), np.arange(24) % 2, np.arange(24) % 3))
     images, seeds = face.repeat(24, 1, 1, 1), torch.arange(24) + 500
-    augment = BatchAugment("hand", AugConfig(hand_p=1.0))
+    augment = BatchAugment("hand", AugConfig(hand_p=1.0, hand_skin_p=0.0, hand_glove_p=0.0))  # one skin colour
     out, new = augment(images, seeds, labels)
     assert torch.equal(new, labels)  # the label stays what it was: "not worn"
     changed = (out != images.float()).any(1)
@@ -187,6 +187,42 @@ def test_a_hand_is_drawn_over_the_mouth_of_bare_faces_only_in_the_faces_own_skin
         batch_augment(load_config("configs/tiny.yaml", ["data.augment=flip,hand"]), torch.device("cpu"))
     with pytest.raises(ConfigError, match="aug.hand_p"):
         load_config("configs/tiny.yaml", ["aug.hand_p=1.5"]).validate()
+
+
+def test_hands_are_made_of_the_photos_own_skin_or_of_any_colour_so_that_only_their_shape_tells():
+    """aug.hand_skin_p: hands of the face's own skin, enlarged (its grain: lines of a darker tone here);
+    aug.hand_glove_p: hands of any colour. When both are 0 nothing is drawn for them from the image's seed."""
+    from facemask.data.labels import encode
+
+    face = torch.tensor([200, 150, 120], dtype=torch.uint8)[:, None, None].repeat(1, 128, 96)  # skin, ...
+    face[:, ::2] = torch.tensor([150, 112, 90], dtype=torch.uint8)[:, None, None]  # ... with darker lines: its grain
+    labels = torch.as_tensor(encode(np.full(16, 2), np.arange(16) % 2, np.arange(16) % 3))  # bare faces
+    images, seeds = face.repeat(16, 1, 1, 1), torch.arange(16) + 900
+
+    def hands(on=images, **options):
+        return BatchAugment("hand", AugConfig(hand_p=1.0, **options))(on, seeds, labels)[0]
+
+    # where the hands are (their shape and place are drawn before what they are made of): gloves on black images
+    gloves = hands(torch.zeros_like(images), hand_skin_p=0.0, hand_glove_p=1.0).amax(1)
+    interior = gloves >= 0.97 * gloves.flatten(1).amax(1)[:, None, None]  # the hand less its darker edge
+    assert interior.flatten(1).sum(1).min() > 30
+
+    def grain(out):  # the red channel's spread inside each hand
+        return torch.stack([out[i, 0][interior[i]].std() for i in range(16)])
+
+    flat, skin = hands(hand_skin_p=0.0, hand_glove_p=0.0), hands(hand_skin_p=1.0, hand_glove_p=0.0)
+    assert grain(flat).max() < 4 and grain(skin).min() > 8  # one colour, or the skin's own lines, enlarged
+    assert (skin[:, 0][interior] / skin[:, 1][interior] - 200 / 150).abs().median() < 0.1  # in the skin's hue
+    assert 3 <= int((grain(hands(hand_skin_p=0.5, hand_glove_p=0.0)) > 8).sum()) <= 13  # some of each
+    gloves = hands(hand_skin_p=0.0, hand_glove_p=1.0)
+    hues = torch.stack([gloves[i, :, interior[i]].median(1).values for i in range(16)])
+    hues = hues / hues.sum(1, keepdim=True)
+    assert (hues - torch.tensor([200, 150, 120]) / 470).abs().amax(1).gt(0.05).float().mean() > 0.8  # not skin
+    assert hues.std(0).min() > 0.05  # and not one colour either
+    off = BatchAugment("hand", AugConfig(hand_skin_p=0.0, hand_glove_p=0.0)).params(range(8))[0]
+    assert torch.equal(off[:, 16:], off[:1, 16:].expand(8, -1))  # nothing drawn for them when both are off
+    with pytest.raises(ConfigError, match="aug.hand_glove_p"):
+        load_config("configs/tiny.yaml", ["aug.hand_glove_p=-0.1"]).validate()
 
 
 def test_face_frame_presets_run_first_whatever_their_place_in_the_list():

@@ -149,6 +149,30 @@ def test_mask_restyle_recolours_and_stripes_with_the_masks_own_shading_from_each
     assert (striped[:, :, 40:70, 14:38] < images[:, :3, 40:70, 14:38].float() - 10).any(1).flatten(1).any(1).all()
 
 
+def test_mask_restyle_recolours_some_masks_in_the_wearers_own_skin_tone():
+    """aug.mask_restyle_skin_p: a mask in the colour of the skin it covers (the bare face under it), with its own
+    shading, so that a model cannot tell a hand over the mouth from a mask by its skin colour alone."""
+    images = _batch()
+    aug = dict(mask_restyle_p=1.0, mask_restyle_width=[1.0, 1.0], mask_restyle_length=[1.0, 1.0],
+               mask_restyle_colour_p=1.0, mask_restyle_pattern_p=0.0)
+    toned = BatchAugment("mask_restyle", AugConfig(**aug, mask_restyle_skin_p=1.0))(images, torch.arange(6) + 10)
+    other = BatchAugment("mask_restyle", AugConfig(**aug))(images, torch.arange(6) + 10)  # a random colour
+    skin = images[:, 3:6, 40:70, 14:38].float().mean((2, 3))  # the bare face under the mask
+    ratio = toned[:, :, 45:65, 18:34].mean((2, 3)) / skin
+    assert ((ratio > 0.85) & (ratio < 1.15)).all()  # the skin's colour, tinted a little
+    assert (other[:, :, 45:65, 18:34].mean((2, 3)) / skin - 1).abs().amax(1).gt(0.15).all()
+    shade = toned[:, :, 45:65, 18:34].mean(1)
+    own = images[:, :3, 45:65, 18:34].float().mean(1)
+    for i in range(6):  # the mask's own folds, brighter where it was brighter
+        assert np.corrcoef(own[i].flatten().numpy(), shade[i].flatten().numpy())[0, 1] > 0.9
+    half = BatchAugment("mask_restyle", AugConfig(**aug, mask_restyle_skin_p=0.5)).params(range(40))[0][:, 14]
+    assert 8 <= int(half.sum()) <= 32
+    assert BatchAugment("mask_restyle", AugConfig(**aug)).params(range(8))[0][:, 14:].eq(
+        torch.tensor([0.0, 1.0, 1.0, 1.0], dtype=torch.float64)).all()  # off: nothing drawn for it
+    with pytest.raises(ConfigError, match="aug.mask_restyle_skin_p"):
+        load_config("configs/tiny.yaml", ["aug.mask_restyle_skin_p=2"]).validate()
+
+
 def test_mask_restyle_slides_worn_masks_off_the_nose_and_labels_them_incorrect():
     images = _batch()
     labels = torch.tensor([2, 3, 0, 8, 9, 6])  # three worn masks, then three incorrectly worn ones

@@ -510,7 +510,7 @@ def test_train_detector_negatives_train_on_images_with_no_face(masked_filter, de
         assert main(["train-detector", str(demo_root / "train"), "--out", str(files[name]), "--negatives", "2"]) == 0
     out = capsys.readouterr().out
     people = int(out.split(" people")[0].split("photos of ")[1])
-    assert 1 <= people <= 18 and f"and {2 * people} images with no face (--negatives 2.0)" in out, out
+    assert 1 <= people <= 18 and f"and {2 * people} images with no face (--negatives 2)" in out, out
     assert f"trained on {6 * people} photos of {people} people" in out, out  # the mosaics are not counted as photos
     assert files["a"].read_bytes() == files["b"].read_bytes()  # same seed, same filter
     assert files["a"].read_bytes() != masked_filter.read_bytes()  # the mosaics are trained on (the default filter)

@@ -480,6 +480,12 @@ class Hand(LowerFace):
     of the middle of the face, tinted), shaded darker at its edges. Only bare faces get one: over a worn mask a hand
     would hide what the label rests on. Batch mode only (it reads the labels).
 
+    What the hand is made of varies, so that its shape is what tells it from a mask: ``aug.hand_skin_p`` of the
+    hands are made of the photo's own skin (the middle of the face enlarged 3-6x: its grain and shading), the
+    rest are one flat colour; ``aug.hand_glove_p`` of them (either kind) take any colour instead of the skin's.
+    Hands all of one flat skin colour taught a model that white N95 and KN95 masks (flat too) are hands; hands all
+    of skin taught it that pink cloth masks are (docs/results.md, "A hand over the mouth").
+
     Written by hand, like the other presets here: no augmentation library draws occluders of a given shape at a
     given place of each image with per-image seeds."""
 
@@ -490,6 +496,7 @@ class Hand(LowerFace):
         if len(aug.hand_size) != 2 or not 0 < aug.hand_size[0] <= aug.hand_size[1]:
             raise ValueError(f"aug.hand_size must be a range [low, high] of positive factors, got {aug.hand_size}")
         self.size = tuple(aug.hand_size)
+        self.skin_p, self.glove_p = aug.hand_skin_p, aug.hand_glove_p
 
     def draw(self, rng):
         cx, cy, rx, _ = self.draw_region(rng)
@@ -497,7 +504,17 @@ class Hand(LowerFace):
                 float(cy + self.region[3] * rng.uniform(0.2, 1.0)), float(2 * rx * rng.uniform(*self.size)),
                 float(np.deg2rad(rng.uniform(-70, 70))), float(rng.choice([-1.0, 1.0])), float(rng.uniform(0, 0.12)),
                 *(float(v) for v in rng.uniform(0.9, 1.1, 4)), float(np.deg2rad(rng.uniform(40, 75))),
-                *(float(v) for v in rng.uniform(0.92, 1.08, 3)), float(rng.uniform(0.8, 1.2)))
+                *(float(v) for v in rng.uniform(0.92, 1.08, 3)), float(rng.uniform(0.8, 1.2)),
+                *self.draw_skin(rng))
+
+    def draw_skin(self, rng) -> tuple[float, ...]:
+        """Whether the hand is made of the photo's own skin, and how: enlarged 3-6x about a point near the middle
+        of the face. Draws nothing when ``aug.hand_skin_p`` is 0, so that the presets after it keep their draws."""
+        if not self.skin_p and not self.glove_p:
+            return 0.0, 4.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0
+        return (float(rng.random() < self.skin_p), float(rng.uniform(3, 6)),
+                *(float(v) for v in rng.uniform(-0.04, 0.04, 2)), float(rng.random() < self.glove_p),
+                *(float(v) for v in rng.uniform(0, 255, 3)))
 
     def apply(self, x, params):
         raise ConfigError("data.augment preset 'hand' reads the labels: it runs through apply_labelled")
@@ -534,8 +551,25 @@ class Hand(LowerFace):
         weight = self.weights(torch.tensor([[cx0, cy0 - 0.7 * ry0, 0.5 * rx0, 0.5 * ry0]] * len(chosen)), h, w, x)
         skin = (x[index] * weight).sum((2, 3)) / weight.sum((2, 3)).clamp(min=1e-6)
         colour = skin * p[:, 12:15] * p[:, 15:16]
+        glove = p[:, 20].bool()
+        colour[glove] = p[glove, 21:24]  # any colour
         shading = 0.8 + 0.25 * (-distance / (0.06 * size * w)).clamp(0, 1)  # darker at the edges
-        hand = (colour[:, :, None, None] * shading[:, None]).clamp(0, 255)
+        hand = colour[:, :, None, None].expand(-1, -1, h, w)
+        textured = p[:, 16].bool().nonzero().flatten()
+        if len(textured):  # skin with its own grain and shading: the middle of the face enlarged, tinted as above
+            q = p[textured]
+            zoom = 1 / q[:, 17]
+            theta = torch.zeros(len(q), 2, 3, dtype=x.dtype, device=x.device)
+            theta[:, 0, 0], theta[:, 1, 1] = zoom, zoom
+            theta[:, 0, 2] = (cx0 + q[:, 18]) * 2 - 1  # the enlargement's centre, in grid_sample's -1..1
+            theta[:, 1, 2] = (cy0 - 0.7 * ry0 + q[:, 19]) * 2 - 1
+            grid = F.affine_grid(theta, [len(q), 3, h, w], align_corners=False)
+            material = F.grid_sample(x[index[textured]], grid, mode="bilinear", padding_mode="border",
+                                     align_corners=False)
+            hand = hand.clone()
+            tint = torch.where(q[:, 20:21].bool(), q[:, 21:24] / skin[textured].clamp(min=1), q[:, 12:15] * q[:, 15:16])
+            hand[textured] = material * tint[:, :, None, None]
+        hand = (hand * shading[:, None]).clamp(0, 255)
         x[index] = x[index] * (1 - alpha[:, None]) + hand * alpha[:, None]
         return x, labels
 
@@ -571,6 +605,7 @@ class MaskRestyle(BatchPreset):
         self.p, self.width, self.length = aug.mask_restyle_p, tuple(aug.mask_restyle_width), \
             tuple(aug.mask_restyle_length)
         self.colour_p, self.pattern_p = aug.mask_restyle_colour_p, aug.mask_restyle_pattern_p
+        self.skin_p = aug.mask_restyle_skin_p
         self.slide_p, self.slide = aug.mask_restyle_slide_p, tuple(aug.mask_restyle_slide)
         self.arch = tuple(aug.mask_restyle_arch)
         if len(self.arch) != 2 or not 0 <= self.arch[0] <= self.arch[1] <= 0.9:
@@ -584,7 +619,9 @@ class MaskRestyle(BatchPreset):
         # drawn only when on: without them, every image draws what it always drew
         slide = (float(rng.random() < self.slide_p), float(rng.uniform(*self.slide))) if self.slide_p else (0.0, 0.0)
         arch = float(rng.uniform(*self.arch)) if self.arch[1] else 0.0
-        return params + slide + (arch,)
+        skin = (float(rng.random() < self.skin_p), *(float(v) for v in rng.uniform(0.9, 1.1, 3))) if self.skin_p \
+            else (0.0, 1.0, 1.0, 1.0)
+        return params + slide + (arch,) + skin
 
     def apply(self, x, params):
         raise ConfigError("data.augment preset 'mask_restyle' needs each photo's bare face: it runs through "
@@ -638,6 +675,11 @@ class MaskRestyle(BatchPreset):
         mean = (shade * cover).sum((2, 3), keepdim=True) / cover.sum((2, 3), keepdim=True).clamp(min=1e-6)
         recoloured = (shade / mean.clamp(min=1) * p[:, 4:7, None, None]).clamp(0, 255)
         mask = torch.where(p[:, 3, None, None, None].bool(), recoloured, mask)
+        toned = p[:, 14].bool()
+        if bool(toned.any()):  # in the wearer's own skin tone (the bare face under the mask), tinted a little
+            skin = (covers[chosen, :3] * a[:, None]).sum((2, 3)) / a.sum((1, 2))[:, None].clamp(min=1e-6)
+            tone = (shade / mean.clamp(min=1) * (skin * p[:, 15:18])[:, :, None, None]).clamp(0, 255)
+            mask = torch.where(toned[:, None, None, None], tone, mask)
         along = cols[None, None, :] * p[:, 9, None, None].cos() + rows[None, :, None] * p[:, 9, None, None].sin()
         stripes = (torch.sin(2 * math.pi * along / p[:, 8, None, None]) > 0).to(x)
         mask = mask * (1 - (p[:, 7] * p[:, 10])[:, None, None, None] * stripes[:, None])
