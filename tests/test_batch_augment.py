@@ -219,8 +219,22 @@ def test_hands_are_made_of_the_photos_own_skin_or_of_any_colour_so_that_only_the
     hues = hues / hues.sum(1, keepdim=True)
     assert (hues - torch.tensor([200, 150, 120]) / 470).abs().amax(1).gt(0.05).float().mean() > 0.8  # not skin
     assert hues.std(0).min() > 0.05  # and not one colour either
-    off = BatchAugment("hand", AugConfig(hand_skin_p=0.0, hand_glove_p=0.0)).params(range(8))[0]
-    assert torch.equal(off[:, 16:], off[:1, 16:].expand(8, -1))  # nothing drawn for them when both are off
+    both = hands(hand_skin_p=1.0, hand_glove_p=1.0)  # a glove with the skin's grain, in the glove's colour
+    def relative_grain(out):  # the brightness's spread inside each hand, relative to its mean (any colour)
+        bright = out.sum(1)
+        return torch.stack([bright[i][interior[i]].std() / bright[i][interior[i]].mean() for i in range(16)])
+
+    assert relative_grain(flat).max() < 0.02 and relative_grain(both).min() > 0.04
+    gloved = torch.stack([both[i, :, interior[i]].median(1).values for i in range(16)])
+    assert ((gloved / gloved.sum(1, keepdim=True) - hues).abs().amax(1) < 0.05).float().mean() > 0.8
+    from facemask.data.batch_transforms import Hand
+
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    Hand(AugConfig(hand_skin_p=0.0, hand_glove_p=0.0)).draw_skin(rng)
+    assert rng.bit_generator.state == state  # nothing drawn for them when both are off ...
+    Hand(AugConfig(hand_skin_p=0.0, hand_glove_p=0.5)).draw_skin(rng)
+    assert rng.bit_generator.state != state  # ... and drawn when either is on
     with pytest.raises(ConfigError, match="aug.hand_glove_p"):
         load_config("configs/tiny.yaml", ["aug.hand_glove_p=-0.1"]).validate()
 

@@ -481,8 +481,8 @@ class Hand(LowerFace):
     would hide what the label rests on. Batch mode only (it reads the labels).
 
     What the hand is made of varies, so that its shape is what tells it from a mask: ``aug.hand_skin_p`` of the
-    hands are made of the photo's own skin (the middle of the face enlarged 3-6x: its grain and shading), the
-    rest are one flat colour; ``aug.hand_glove_p`` of them (either kind) take any colour instead of the skin's.
+    hands are made of the photo's own skin (the face about the nose, enlarged 3-6x: its grain and shading), the
+    rest are one flat colour; independently, ``aug.hand_glove_p`` of them take any colour instead of the skin's.
     Hands all of one flat skin colour taught a model that white N95 and KN95 masks (flat too) are hands; hands all
     of skin taught it that pink cloth masks are (docs/results.md, "A hand over the mouth").
 
@@ -508,8 +508,9 @@ class Hand(LowerFace):
                 *self.draw_skin(rng))
 
     def draw_skin(self, rng) -> tuple[float, ...]:
-        """Whether the hand is made of the photo's own skin, and how: enlarged 3-6x about a point near the middle
-        of the face. Draws nothing when ``aug.hand_skin_p`` is 0, so that the presets after it keep their draws."""
+        """Whether the hand is made of the photo's own skin, and how enlarged (3-6x), and whether it is a glove, and
+        its colour. Draws nothing when ``aug.hand_skin_p`` and ``aug.hand_glove_p`` are both 0, so that the presets
+        after it keep the draws they had before these options."""
         if not self.skin_p and not self.glove_p:
             return 0.0, 4.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0
         return (float(rng.random() < self.skin_p), float(rng.uniform(3, 6)),
@@ -556,7 +557,10 @@ class Hand(LowerFace):
         shading = 0.8 + 0.25 * (-distance / (0.06 * size * w)).clamp(0, 1)  # darker at the edges
         hand = colour[:, :, None, None].expand(-1, -1, h, w)
         textured = p[:, 16].bool().nonzero().flatten()
-        if len(textured):  # skin with its own grain and shading: the middle of the face enlarged, tinted as above
+        # Skin with its own grain and shading, tinted as above: the photo enlarged 3-6x so that the image's centre
+        # shows a point near the middle of the face; the hand, below the centre, shows the skin a little below that
+        # point (about 0.49-0.63 of the crop's height: the nose and the cheeks beside it).
+        if len(textured):
             q = p[textured]
             zoom = 1 / q[:, 17]
             theta = torch.zeros(len(q), 2, 3, dtype=x.dtype, device=x.device)
@@ -619,9 +623,13 @@ class MaskRestyle(BatchPreset):
         # drawn only when on: without them, every image draws what it always drew
         slide = (float(rng.random() < self.slide_p), float(rng.uniform(*self.slide))) if self.slide_p else (0.0, 0.0)
         arch = float(rng.uniform(*self.arch)) if self.arch[1] else 0.0
-        skin = (float(rng.random() < self.skin_p), *(float(v) for v in rng.uniform(0.9, 1.1, 3))) if self.skin_p \
-            else (0.0, 1.0, 1.0, 1.0)
-        return params + slide + (arch,) + skin
+        return params + slide + (arch,) + self.draw_skin(rng)
+
+    def draw_skin(self, rng) -> tuple[float, ...]:
+        """Whether the mask takes the wearer's skin tone, and its tint; nothing drawn when that is off."""
+        if not self.skin_p:
+            return 0.0, 1.0, 1.0, 1.0
+        return float(rng.random() < self.skin_p), *(float(v) for v in rng.uniform(0.9, 1.1, 3))
 
     def apply(self, x, params):
         raise ConfigError("data.augment preset 'mask_restyle' needs each photo's bare face: it runs through "
