@@ -327,9 +327,9 @@ facemask train-detector TRAIN_FOLDER --out masked.svm
                    help="the share of masked photos trained on with the mask redrawn in another shape and colour "
                         "(mask_restyle's drawing), so that the filter finds mask styles the photos lack (default "
                         "0.5; 0: the photos alone)")
-    p.add_argument("--negatives", type=float, default=0.0, metavar="N",
+    p.add_argument("--negatives", type=float, default=1.0, metavar="N",
                    help="also train on N images with no face per person (mosaics of pieces of the photos), so that "
-                        "the filter fires less on clutter (1 measured on one data set; default 0)")
+                        "the filter fires less on clutter (default 1; 0: the photos alone)")
     p.add_argument("--people", type=int, metavar="N", help="train on N people drawn at random (with --seed) "
                    "instead of all: dlib keeps about 1.9 MB per masked photo in memory")
     p.add_argument("--seed", type=int, default=0,

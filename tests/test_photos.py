@@ -513,4 +513,10 @@ def test_train_detector_negatives_train_on_images_with_no_face(masked_filter, de
     assert 1 <= people <= 18 and f"and {2 * people} images with no face (--negatives 2)" in out, out
     assert f"trained on {6 * people} photos of {people} people" in out, out  # the mosaics are not counted as photos
     assert files["a"].read_bytes() == files["b"].read_bytes()  # same seed, same filter
-    assert files["a"].read_bytes() != masked_filter.read_bytes()  # the mosaics are trained on (the default filter)
+    assert files["a"].read_bytes() != masked_filter.read_bytes()  # the mosaics are trained on (the default: 1)
+    for n in ("1", "0"):
+        assert main(["train-detector", str(demo_root / "train"), "--out", str(tmp_path / f"n{n}.svm"),
+                     "--negatives", n]) == 0
+    assert (tmp_path / "n1.svm").read_bytes() == masked_filter.read_bytes()  # one per person by default
+    assert (tmp_path / "n0.svm").read_bytes() != masked_filter.read_bytes()
+    assert "images with no face" not in capsys.readouterr().out.split("wrote")[-1]  # --negatives 0: none

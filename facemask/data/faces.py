@@ -174,7 +174,7 @@ FILTER_FACE = 100  # px: training photos are scaled so that the face is this wid
 
 
 def train_masked_filter(samples, out: str | Path, *, bare_stem: str = "normal", c: float = 5.0,
-                        restyle: float = 0.5, negatives: float = 0.0, seed: int = 0, people: int | None = None,
+                        restyle: float = 0.5, negatives: float = 1.0, seed: int = 0, people: int | None = None,
                         threads: int | None = None) -> dict:
     """Train a HOG filter for masked faces on a training set's own photos and write it to ``out`` (atomically).
 
