@@ -279,6 +279,15 @@ def _colour_matrix(b, c, s, h) -> torch.Tensor:
     return (b * c)[:, None, None] * (_YIQ_INV @ rotation @ _YIQ) @ saturation
 
 
+def _enlarged(images: torch.Tensor, zoom: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
+    """Each image enlarged by 1 / zoom: output point (u, v) shows input point (zoom * u + tx, zoom * v + ty), in
+    grid_sample's -1..1 (so (tx, ty) is what the output's centre shows); borders repeated."""
+    theta = torch.zeros(len(images), 2, 3, dtype=images.dtype, device=images.device)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = zoom, zoom, tx, ty
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 class LowerFace(BatchPreset):
     """Presets acting on the lower face, where a mask is: a soft ellipse ``aug.lower_face`` (centre x, centre y, half
     width, half height, fractions of the face-cropped input), moved and resized a little per image."""
@@ -456,12 +465,7 @@ class SyntheticMask(LowerFace):
         if len(photo):
             q = p[photo]
             zoom = 1 / q[:, 23]
-            theta = torch.zeros(len(q), 2, 3, dtype=x.dtype, device=x.device)
-            theta[:, 0, 0], theta[:, 1, 1] = zoom, zoom
-            theta[:, 0, 2], theta[:, 1, 2] = q[:, 24] * (1 - zoom), q[:, 25] * (1 - zoom)
-            grid = F.affine_grid(theta, [len(q), 3, h, w], align_corners=False)
-            material = F.grid_sample(x[index[photo]], grid, mode="bilinear", padding_mode="border",
-                                     align_corners=False)
+            material = _enlarged(x[index[photo]], zoom, q[:, 24] * (1 - zoom), q[:, 25] * (1 - zoom))
             mask[photo] = (material * q[:, 19:22, None, None] * shading[photo][:, None]).clamp(0, 255)
         x[index] = x[index] * (1 - alpha[:, None]) + mask * alpha[:, None]
         new_state = torch.where(p[:, 1] == self.WORN, MASK_NAMES.index("wear"), MASK_NAMES.index("incorrect"))
@@ -562,14 +566,8 @@ class Hand(LowerFace):
         # point (about 0.49-0.63 of the crop's height: the nose and the cheeks beside it).
         if len(textured):
             q = p[textured]
-            zoom = 1 / q[:, 17]
-            theta = torch.zeros(len(q), 2, 3, dtype=x.dtype, device=x.device)
-            theta[:, 0, 0], theta[:, 1, 1] = zoom, zoom
-            theta[:, 0, 2] = (cx0 + q[:, 18]) * 2 - 1  # the enlargement's centre, in grid_sample's -1..1
-            theta[:, 1, 2] = (cy0 - 0.7 * ry0 + q[:, 19]) * 2 - 1
-            grid = F.affine_grid(theta, [len(q), 3, h, w], align_corners=False)
-            material = F.grid_sample(x[index[textured]], grid, mode="bilinear", padding_mode="border",
-                                     align_corners=False)
+            material = _enlarged(x[index[textured]], 1 / q[:, 17], (cx0 + q[:, 18]) * 2 - 1,
+                                 (cy0 - 0.7 * ry0 + q[:, 19]) * 2 - 1)  # that point, in grid_sample's -1..1
             hand = hand.clone()
             tint = torch.where(q[:, 20:21].bool(), q[:, 21:24] / skin[textured].clamp(min=1), q[:, 12:15] * q[:, 15:16])
             hand[textured] = material * tint[:, :, None, None]
