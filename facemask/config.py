@@ -96,6 +96,8 @@ class AugConfig:
     hand_size: list[float] = field(default_factory=lambda: [0.5, 0.8])  # hand: size, in lower-face widths
     hand_skin_p: float = 0.5  # hand: share of hands made of the photo's own skin, enlarged (the rest: one colour)
     hand_glove_p: float = 0.5  # hand: share of hands in any colour (gloves), so that skin colour is not what tells
+    hand_mask_p: float = 0.0  # hand: share of hands made of a worn mask of the same batch (only the shape tells)
+    hand_worn_p: float = 0.0  # hand: worn masks given a hand too (label kept), with probability hand_p times this
     mixup_alpha: float = 0.0  # MixUp beta(alpha, alpha); 0 = off (timm's Mixup)
     cutmix_alpha: float = 0.0  # CutMix beta(alpha, alpha); 0 = off
     mix_prob: float = 1.0  # probability that a batch is mixed at all
@@ -240,7 +242,8 @@ RANGES: list[tuple[str, Any, str]] = [
         "flip_p", "grayscale_p", "erasing_p", "blur_p", "jpeg_p", "lowres_p", "mix_prob", "mix_switch_prob",
         "halfmix_p", "brightness", "contrast", "saturation", "mask_colour_p", "mask_texture_p", "synthetic_mask_p",
         "synthetic_mask_photo_p", "mask_restyle_p", "mask_restyle_colour_p", "mask_restyle_pattern_p",
-        "mask_restyle_slide_p", "mask_restyle_skin_p", "hand_p", "hand_skin_p", "hand_glove_p")),
+        "mask_restyle_slide_p", "mask_restyle_skin_p", "hand_p", "hand_skin_p", "hand_glove_p",
+        "hand_mask_p", "hand_worn_p")),
     ("aug.hue", lambda x: 0 <= x <= 0.5, "must be between 0 and 0.5"),
     ("aug.temperature", lambda x: 0 <= x < 1, "must be between 0 and 1"),
     ("aug.noise_std", lambda x: x >= 0, "must be >= 0"),

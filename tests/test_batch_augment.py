@@ -239,6 +239,105 @@ def test_hands_are_made_of_the_photos_own_skin_or_of_any_colour_so_that_only_the
         load_config("configs/tiny.yaml", ["aug.hand_glove_p=-0.1"]).validate()
 
 
+def test_hands_can_be_made_of_a_worn_mask_of_the_same_batch():
+    """aug.hand_mask_p: the hand's material is the middle of the lower face of a worn photo of the batch (its mask),
+    so that only the hand's shape tells it from a mask; without a worn photo in the batch, the usual material."""
+    from facemask.data.batch_transforms import Hand
+    from facemask.data.labels import encode
+
+    skin = torch.tensor([200, 150, 120], dtype=torch.uint8)[:, None, None].repeat(1, 128, 96)
+    masked = skin.clone()
+    masked[:, 55:105, 18:78] = torch.tensor([30, 200, 60], dtype=torch.uint8)[:, None, None]  # a green mask
+    bare = torch.as_tensor(encode(np.full(12, 2), np.arange(12) % 2, np.arange(12) % 3))
+    worn = torch.as_tensor(encode(np.zeros(2, int), np.arange(2), np.arange(2)))
+    images = torch.cat([skin.repeat(12, 1, 1, 1), masked[None].repeat(2, 1, 1, 1)])
+    images[13, :, 55:105, 18:78] = torch.tensor([30, 60, 200], dtype=torch.uint8)[:, None, None]  # the other blue
+    labels, seeds = torch.cat([bare, worn]), torch.arange(14) + 300
+
+    def hands(labels=labels, **options):
+        out = BatchAugment("hand", AugConfig(hand_p=1.0, **options))(images, seeds, labels)[0]
+        hand = (out != images.float()).any(1)[:12]
+        return out[:12].permute(0, 2, 3, 1)[hand]  # the bare faces' hand pixels
+
+    def green_or_blue(pixels):
+        return ((pixels[:, 1] > 1.8 * pixels[:, 0]) | (pixels[:, 2] > 1.8 * pixels[:, 0])).float().mean()
+
+    of_masks = hands(hand_mask_p=1.0)
+    assert green_or_blue(of_masks) > 0.8  # the masks' material, not skin or a glove (the soft edges blend)
+    out = BatchAugment("hand", AugConfig(hand_p=1.0, hand_mask_p=1.0))(images, seeds, labels)[0]
+    assert torch.equal(out[12:], images[12:].float())  # the worn photos lend their mask and keep it
+    colours = [(out[i] != images[i].float()).any(0) for i in range(12)]
+    greener = [bool(out[i, 1][colours[i]].mean() > out[i, 2][colours[i]].mean()) for i in range(12)]
+    assert 0 < sum(greener) < 12  # some hands of one mask, some of the other (chosen by each image's seed)
+    assert green_or_blue(hands(hand_mask_p=0.0, hand_glove_p=0.0)) == 0  # off: skin as before
+    assert green_or_blue(hands(labels=torch.cat([bare, bare[:2]]), hand_mask_p=1.0, hand_glove_p=0.0)) == 0
+    # ... and a batch without a worn photo gives them the material drawn for them otherwise
+    # where the material comes from: the donor's lower face about its middle, enlarged about the hand's palm. On
+    # black bare faces, with donors whose red and green grow with the column and the row, the hand's red / green at
+    # each of its pixels (shading and edges scale both) tells which point of the donor it shows.
+    rows, cols = torch.meshgrid(torch.arange(128.0), torch.arange(96.0), indexing="ij")
+    gradient = torch.stack([2 * cols + 10, 2 * rows - 20, torch.zeros_like(rows)]).round().to(torch.uint8)
+    black = torch.cat([torch.zeros(12, 3, 128, 96, dtype=torch.uint8), gradient[None].repeat(2, 1, 1, 1)])
+    aug = AugConfig(hand_p=1.0, hand_mask_p=1.0)
+    out = BatchAugment("hand", aug)(black, seeds, labels)[0]
+    cx0, cy0 = aug.lower_face[:2]
+    errors = []
+    for i in range(12):
+        q = Hand(aug).draw(np.random.default_rng(int(seeds[i])))
+        y, x = (out[i, 1] > 30).nonzero(as_tuple=True)
+        source_x = cx0 + q[27] + ((x + 0.5) / 96 - q[1]) / q[26]  # the donor's point, in fractions
+        source_y = cy0 + q[28] + ((y + 0.5) / 128 - q[2]) / q[26]
+        expected = (2 * (source_x * 96 - 0.5) + 10) / (2 * (source_y * 128 - 0.5) - 20)
+        errors.append((out[i, 0, y, x] / out[i, 1, y, x] / expected - 1).abs().median())
+    assert max(errors) < 0.02
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    Hand(AugConfig(hand_mask_p=0.0)).draw_mask(rng)
+    assert rng.bit_generator.state == state  # nothing drawn for it when it is off
+    with pytest.raises(ConfigError, match="aug.hand_mask_p"):
+        load_config("configs/tiny.yaml", ["aug.hand_mask_p=2"]).validate()
+
+
+def test_worn_masks_can_get_a_hand_too_and_stay_worn():
+    """aug.hand_worn_p: a share of the correctly worn masks also get a hand over the mouth, in the skin of the
+    forehead (the middle of the face is the mask), and keep their label; incorrectly worn masks never get one."""
+    from facemask.data.batch_transforms import Hand
+    from facemask.data.labels import decode, encode
+
+    face = torch.tensor([200, 150, 120], dtype=torch.uint8)[:, None, None].repeat(1, 128, 96)  # skin
+    face[:, 55:, 10:86] = torch.tensor([30, 200, 60], dtype=torch.uint8)[:, None, None]  # a green mask
+    masks = torch.tensor([0, 1, 2] * 8)
+    labels = torch.as_tensor(encode(masks.numpy(), np.arange(24) % 2, np.arange(24) % 3))
+    images, seeds = face.repeat(24, 1, 1, 1), torch.arange(24) + 700
+
+    def hands(**options):
+        options = {"hand_skin_p": 0.0, "hand_glove_p": 0.0, **options}
+        out, new = BatchAugment("hand", AugConfig(hand_p=1.0, **options))(images, seeds, labels)
+        assert torch.equal(new, labels) and decode(new)[0].tolist() == masks.tolist()  # labels kept
+        return out, (out != images.float()).any(1).flatten(1).any(1)
+
+    out, changed = hands(hand_worn_p=1.0)
+    assert changed[masks != 1].all() and not changed[masks == 1].any()  # worn and bare faces, never incorrect
+    worn = (masks == 0).nonzero().flatten()
+    on_mask = torch.stack([out[i][:, (out[i] != images[i].float()).any(0)].median(1).values for i in worn])
+    assert (on_mask[:, 1] < on_mask[:, 0]).all()  # the forehead's skin (red above green), not the mask's green
+    out, _ = hands(hand_worn_p=1.0, hand_skin_p=1.0)  # the same with the skin's grain: the forehead's, enlarged
+    on_mask = torch.stack([out[i][:, (out[i] != images[i].float()).any(0)].median(1).values for i in worn])
+    assert (on_mask[:, 1] < on_mask[:, 0]).all()
+    _, changed = hands()
+    assert not changed[masks == 0].any()  # off by default: bare faces only
+    half = AugConfig(hand_p=1.0, hand_skin_p=0.0, hand_glove_p=0.0, hand_worn_p=0.5)
+    drawn = [bool(Hand(half).draw(np.random.default_rng(int(seeds[i])))[29]) for i in worn]
+    assert 0 < sum(drawn) < len(worn)  # (these seeds draw some of each)
+    assert hands(hand_worn_p=0.5)[1][worn].tolist() == drawn  # the worn masks that drew one get one
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    Hand(AugConfig(hand_worn_p=0.0)).draw_worn(rng)
+    assert rng.bit_generator.state == state  # nothing drawn for it when it is off
+    with pytest.raises(ConfigError, match="aug.hand_worn_p"):
+        load_config("configs/tiny.yaml", ["aug.hand_worn_p=-1"]).validate()
+
+
 def test_face_frame_presets_run_first_whatever_their_place_in_the_list():
     """aug.lower_face is where the mask is in the face crop: a preset that moves or degrades the image (framing,
     blur, JPEG) must run after the presets drawn there, or a drawn mask would miss the face it labels."""

@@ -2,7 +2,8 @@
 facemask.data.transforms, written as vectorised tensor operations with one set of parameters per image.
 
 Each image draws its parameters from its own seed (the sampler's per-sample seed), so the result depends only on
-the image and its seed: not on the batch it is in, the device, the workers or a resumption. The work per batch is
+the image and its seed: not on the batch it is in (one option excepted: ``aug.hand_mask_p``, whose hands are made of
+another photo of the batch), the device, the workers or a resumption. The work per batch is
 a handful of tensor operations (a 3x3 colour matrix per image for the hue, one ``grid_sample`` for the geometry,
 one grouped convolution for the blur) instead of a chain of per-image transforms, which is what lets training run
 at the model's own speed with a framing-robust recipe (``benchmarks/train_throughput.py --augment-mode batch``).
@@ -476,31 +477,44 @@ class SyntheticMask(LowerFace):
 
 
 class Hand(LowerFace):
-    """A hand held over the mouth of a bare face, with probability p; the label stays "not worn". Presets that draw
+    """A hand held over the mouth of a bare face, with probability p; the label stays "not worn" (with
+    ``aug.hand_worn_p``, over some worn masks too, which stay "worn"). Presets that draw
     masks teach "a mask covers the nose and mouth"; a hand over the mouth is something else covering it, so that
     "worn" cannot rest on "something covers the mouth" alone. The hand (a palm, four fingers and a thumb, left or
     right, turned up to 70 degrees either way, its size ``aug.hand_size`` times the lower face's width) is placed
     over the mouth (its palm a little below the centre of ``aug.lower_face``) in the face's own skin colour (the mean
-    of the middle of the face, tinted), shaded darker at its edges. Only bare faces get one: over a worn mask a hand
-    would hide what the label rests on. Batch mode only (it reads the labels).
+    of the middle of the face, tinted), shaded darker at its edges. Bare faces get one, and worn masks only with
+    ``aug.hand_worn_p`` (below); incorrectly worn masks never: one on the chin, under a hand, would look bare. Batch
+    mode only (it reads the labels).
 
     What the hand is made of varies, so that its shape is what tells it from a mask: ``aug.hand_skin_p`` of the
     hands are made of the photo's own skin (the face about the nose, enlarged 3-6x: its grain and shading), the
     rest are one flat colour; independently, ``aug.hand_glove_p`` of them take any colour instead of the skin's.
     Hands all of one flat skin colour taught a model that white N95 and KN95 masks (flat too) are hands; hands all
-    of skin taught it that pink cloth masks are (docs/results.md, "A hand over the mouth").
+    of skin taught it that pink cloth masks are (docs/results.md, "A hand over the mouth"). ``aug.hand_mask_p`` of
+    the hands are made instead of a worn mask: the middle of the lower face of a photo labelled "worn" in the same
+    batch (chosen by the image's seed; with ``mask_restyle`` before it, a redrawn mask), enlarged 1.5-3x, so that
+    the hand shares its material with the masks the model is taught are worn. Unlike the rest of this module, such
+    a hand depends on the batch it is in (as CutMix's patches do); the same seed and batches give the same hands.
+    In a batch without a worn photo those hands are made of what the two options above give them.
+
+    With ``aug.hand_worn_p``, correctly worn masks get a hand over the mouth too (with probability p times it), and
+    keep their label: the mask is still worn under it, and shows around it. A hand is then no cue for "not worn";
+    what is around it is. Their skin is taken from the forehead (the middle of the face is the mask).
 
     Written by hand, like the other presets here: no augmentation library draws occluders of a given shape at a
     given place of each image with per-image seeds."""
 
     FINGERS = ((-0.27, 0.48, -2.0), (-0.09, 0.58, -0.7), (0.09, 0.56, 0.7), (0.26, 0.44, 2.0))  # base, length, lean
+    FOREHEAD = 0.27  # where the skin of a face wearing a mask is taken from, in crop heights (eyes at about 0.37)
 
     def __init__(self, aug: AugConfig):
         super().__init__(aug, aug.hand_p)
         if len(aug.hand_size) != 2 or not 0 < aug.hand_size[0] <= aug.hand_size[1]:
             raise ValueError(f"aug.hand_size must be a range [low, high] of positive factors, got {aug.hand_size}")
         self.size = tuple(aug.hand_size)
-        self.skin_p, self.glove_p = aug.hand_skin_p, aug.hand_glove_p
+        self.skin_p, self.glove_p, self.mask_p = aug.hand_skin_p, aug.hand_glove_p, aug.hand_mask_p
+        self.worn_p = aug.hand_worn_p
 
     def draw(self, rng):
         cx, cy, rx, _ = self.draw_region(rng)
@@ -509,7 +523,19 @@ class Hand(LowerFace):
                 float(np.deg2rad(rng.uniform(-70, 70))), float(rng.choice([-1.0, 1.0])), float(rng.uniform(0, 0.12)),
                 *(float(v) for v in rng.uniform(0.9, 1.1, 4)), float(np.deg2rad(rng.uniform(40, 75))),
                 *(float(v) for v in rng.uniform(0.92, 1.08, 3)), float(rng.uniform(0.8, 1.2)),
-                *self.draw_skin(rng))
+                *self.draw_skin(rng), *self.draw_mask(rng), *self.draw_worn(rng))
+
+    def draw_worn(self, rng) -> tuple[float, ...]:
+        """Whether a correctly worn mask gets the hand too; nothing drawn when ``aug.hand_worn_p`` is 0."""
+        return (float(rng.random() < self.worn_p),) if self.worn_p else (0.0,)
+
+    def draw_mask(self, rng) -> tuple[float, ...]:
+        """Whether the hand is made of a worn mask of the batch, which one (a share of the batch's worn photos), how
+        enlarged (1.5-3x) and where about the middle of its lower face; nothing drawn when ``aug.hand_mask_p`` is 0."""
+        if not self.mask_p:
+            return 0.0, 0.0, 2.0, 0.0, 0.0
+        return (float(rng.random() < self.mask_p), float(rng.random()), float(rng.uniform(1.5, 3)),
+                *(float(v) for v in rng.uniform(-0.03, 0.03, 2)))
 
     def draw_skin(self, rng) -> tuple[float, ...]:
         """Whether the hand is made of the photo's own skin, and how enlarged (3-6x), and whether it is a glove, and
@@ -533,8 +559,9 @@ class Hand(LowerFace):
 
     def apply_labelled(self, x: torch.Tensor, params: torch.Tensor, labels: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        bare = attribute_of(labels % NUM_CLASSES, "mask").cpu() == MASK_NAMES.index("not wear")
-        chosen = (params[:, 0].bool() & bare).nonzero().flatten()
+        mask_state = attribute_of(labels % NUM_CLASSES, "mask").cpu()
+        bare, worn_face = mask_state == MASK_NAMES.index("not wear"), mask_state == MASK_NAMES.index("wear")
+        chosen = (params[:, 0].bool() & (bare | (worn_face & params[:, 29].bool()))).nonzero().flatten()
         if not len(chosen):
             return x, labels
         index = chosen.to(x.device)
@@ -552,8 +579,12 @@ class Hand(LowerFace):
         parts.append(self._capsule(u, v, (0.3, 0.1), p[:, 11, None, None], torch.full_like(spread, 0.42), 0.19))
         distance = torch.stack(parts).amin(0) * size * w  # pixels outside (+) or inside (-) the hand
         alpha = (0.5 - distance).clamp(0, 1)  # a one-pixel soft edge
-        cx0, cy0, rx0, ry0 = self.region  # the skin: the middle of the face, between the nose and the cheeks
-        weight = self.weights(torch.tensor([[cx0, cy0 - 0.7 * ry0, 0.5 * rx0, 0.5 * ry0]] * len(chosen)), h, w, x)
+        cx0, cy0, rx0, ry0 = self.region  # the skin: the middle of the face, between the nose and the cheeks, ...
+        on_mask = worn_face[chosen].to(x.device)  # ... or, over a worn mask, the forehead
+        skin_y = torch.where(on_mask, self.FOREHEAD, cy0 - 0.7 * ry0)
+        region = torch.stack([torch.full_like(skin_y, cx0), skin_y, torch.full_like(skin_y, 0.5 * rx0),
+                              torch.where(on_mask, 0.3 * ry0, 0.5 * ry0)], 1)
+        weight = self.weights(region, h, w, x)
         skin = (x[index] * weight).sum((2, 3)) / weight.sum((2, 3)).clamp(min=1e-6)
         colour = skin * p[:, 12:15] * p[:, 15:16]
         glove = p[:, 20].bool()
@@ -563,14 +594,28 @@ class Hand(LowerFace):
         textured = p[:, 16].bool().nonzero().flatten()
         # Skin with its own grain and shading, tinted as above: the photo enlarged 3-6x so that the image's centre
         # shows a point near the middle of the face; the hand, below the centre, shows the skin a little below that
-        # point (about 0.49-0.63 of the crop's height: the nose and the cheeks beside it).
+        # point (about 0.49-0.63 of the crop's height: the nose and the cheeks beside it). Over a worn mask, a point
+        # a little above the forehead's (the hand then shows about 0.22-0.34: the forehead, at times the brows).
         if len(textured):
             q = p[textured]
+            point_y = torch.where(on_mask[textured], self.FOREHEAD - 0.03, cy0 - 0.7 * ry0)
             material = _enlarged(x[index[textured]], 1 / q[:, 17], (cx0 + q[:, 18]) * 2 - 1,
-                                 (cy0 - 0.7 * ry0 + q[:, 19]) * 2 - 1)  # that point, in grid_sample's -1..1
+                                 (point_y + q[:, 19]) * 2 - 1)  # that point, in grid_sample's -1..1
             hand = hand.clone()
             tint = torch.where(q[:, 20:21].bool(), q[:, 21:24] / skin[textured].clamp(min=1), q[:, 12:15] * q[:, 15:16])
             hand[textured] = material * tint[:, :, None, None]
+        worn = (attribute_of(labels % NUM_CLASSES, "mask") == MASK_NAMES.index("wear")).nonzero().flatten()
+        of_mask = p[:, 24].bool().nonzero().flatten()
+        if len(of_mask) and len(worn):
+            # A worn mask's material: a worn photo of the batch enlarged so that the hand's palm shows the middle of
+            # its lower face (where the mask is); read before any hand is drawn below.
+            q = p[of_mask]
+            donors = worn.to(x.device)[(q[:, 25] * len(worn)).long().clamp(max=len(worn) - 1)]
+            zoom = 1 / q[:, 26]
+            at_x, at_y = (cx0 + q[:, 27]) * 2 - 1, (cy0 + q[:, 28]) * 2 - 1  # the donor's point, in -1..1
+            palm_x, palm_y = q[:, 1] * 2 - 1, q[:, 2] * 2 - 1  # where the hand's palm is on this photo
+            hand = hand.clone()
+            hand[of_mask] = _enlarged(x[donors], zoom, at_x - zoom * palm_x, at_y - zoom * palm_y)
         hand = (hand * shading[:, None]).clamp(0, 255)
         x[index] = x[index] * (1 - alpha[:, None]) + hand * alpha[:, None]
         return x, labels
