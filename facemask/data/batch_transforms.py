@@ -590,7 +590,7 @@ class Hand(LowerFace):
         glove = p[:, 20].bool()
         colour[glove] = p[glove, 21:24]  # any colour
         shading = 0.8 + 0.25 * (-distance / (0.06 * size * w)).clamp(0, 1)  # darker at the edges
-        hand = colour[:, :, None, None].expand(-1, -1, h, w)
+        hand = colour[:, :, None, None].expand(-1, -1, h, w).clone()  # (the materials below are written into it)
         textured = p[:, 16].bool().nonzero().flatten()
         # Skin with its own grain and shading, tinted as above: the photo enlarged 3-6x so that the image's centre
         # shows a point near the middle of the face; the hand, below the centre, shows the skin a little below that
@@ -601,10 +601,9 @@ class Hand(LowerFace):
             point_y = torch.where(on_mask[textured], self.FOREHEAD - 0.03, cy0 - 0.7 * ry0)
             material = _enlarged(x[index[textured]], 1 / q[:, 17], (cx0 + q[:, 18]) * 2 - 1,
                                  (point_y + q[:, 19]) * 2 - 1)  # that point, in grid_sample's -1..1
-            hand = hand.clone()
             tint = torch.where(q[:, 20:21].bool(), q[:, 21:24] / skin[textured].clamp(min=1), q[:, 12:15] * q[:, 15:16])
             hand[textured] = material * tint[:, :, None, None]
-        worn = (attribute_of(labels % NUM_CLASSES, "mask") == MASK_NAMES.index("wear")).nonzero().flatten()
+        worn = worn_face.nonzero().flatten()
         of_mask = p[:, 24].bool().nonzero().flatten()
         if len(of_mask) and len(worn):
             # A worn mask's material: a worn photo of the batch enlarged so that the hand's palm shows the middle of
@@ -614,7 +613,6 @@ class Hand(LowerFace):
             zoom = 1 / q[:, 26]
             at_x, at_y = (cx0 + q[:, 27]) * 2 - 1, (cy0 + q[:, 28]) * 2 - 1  # the donor's point, in -1..1
             palm_x, palm_y = q[:, 1] * 2 - 1, q[:, 2] * 2 - 1  # where the hand's palm is on this photo
-            hand = hand.clone()
             hand[of_mask] = _enlarged(x[donors], zoom, at_x - zoom * palm_x, at_y - zoom * palm_y)
         hand = (hand * shading[:, None]).clamp(0, 255)
         x[index] = x[index] * (1 - alpha[:, None]) + hand * alpha[:, None]
